@@ -1,0 +1,80 @@
+"""analyze(): the one place that composes the stages. The CLI, the server and batch runs call it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from typing import Protocol
+
+from spinlens.extract import extract
+from spinlens.model import Analysis, Article, Document, Finding, NarrativeMatch, Summary
+from spinlens.techniques import TechniqueDetector
+
+
+class NarrativeMatcher(Protocol):
+    """Anything that links an article to documented claims."""
+
+    name: str
+
+    def match(self, article: Article) -> list[NarrativeMatch]: ...
+
+
+class Pipeline:
+    """Holds the loaded models (loaded once per process) and analyses documents with them."""
+
+    def __init__(
+        self,
+        detector: TechniqueDetector | None = None,
+        matchers: Sequence[NarrativeMatcher] = (),
+        technique_languages: frozenset[str] = frozenset({"en"}),
+    ) -> None:
+        self.detector = detector
+        self.matchers = list(matchers)
+        # Languages the technique detector was trained on; others get a warning, not guesses.
+        self.technique_languages = technique_languages
+
+    def analyze(self, document: Document) -> Analysis:
+        article = extract(document)
+        warnings: list[str] = []
+        findings: list[Finding] = []
+        models: dict[str, str] = {}
+        if self.detector is not None:
+            models["techniques"] = self.detector.name
+            if article.language in self.technique_languages:
+                findings = sorted(self.detector.detect(article), key=lambda f: (f.start, f.end))
+            else:
+                warnings.append(
+                    f"techniques are not available for language {article.language!r}"
+                )
+        narratives: list[NarrativeMatch] = []
+        for matcher in self.matchers:
+            models["narratives"] = matcher.name
+            narratives.extend(matcher.match(article))
+        narratives.sort(key=lambda m: -m.score)
+        return Analysis(
+            id=hashlib.sha256(article.text.encode("utf-8")).hexdigest(),
+            source=document.source,
+            article=article,
+            techniques=findings,
+            narratives=narratives,
+            summary=summarize(article, findings),
+            models=models,
+            warnings=warnings,
+        )
+
+
+def summarize(article: Article, findings: Sequence[Finding]) -> Summary:
+    counts = Counter(f.technique for f in findings)
+    covered = [False] * len(article.text)
+    for f in findings:
+        covered[f.start : f.end] = [True] * (f.end - f.start)
+    share = sum(covered) / len(covered) if covered else 0.0
+    return Summary(technique_counts=dict(counts.most_common()), flagged_share=round(share, 4))
+
+
+def default_pipeline() -> Pipeline:
+    """The pipeline with the shipped models."""
+    from spinlens.techniques.detectors import load_detector
+
+    return Pipeline(detector=load_detector())
