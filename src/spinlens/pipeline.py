@@ -44,9 +44,7 @@ class Pipeline:
             if article.language in self.technique_languages:
                 findings = sorted(self.detector.detect(article), key=lambda f: (f.start, f.end))
             else:
-                warnings.append(
-                    f"techniques are not available for language {article.language!r}"
-                )
+                warnings.append(f"techniques are not available for language {article.language!r}")
         narratives: list[NarrativeMatch] = []
         for matcher in self.matchers:
             models["narratives"] = matcher.name

@@ -1,0 +1,277 @@
+"""Document -> Article: the article without the page around it.
+
+HTML goes through trafilatura (main text and metadata). Plain text is usually a copy of a
+page's visible text (menus, counters, "Recent Posts", a comment widget around the article), so
+it gets the same treatment by hand: find the block of prose, take the heading line above it as
+the title, and drop the chrome lines.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import py3langid
+import trafilatura
+from trafilatura.settings import Document as TrafilaturaDocument
+
+from spinlens.errors import ExtractionError
+from spinlens.model import Article, Document
+from spinlens.sentences import split_sentences
+
+# Lines a site builder or blog platform puts around every article (lower-cased, exact).
+CHROME_LINES = frozenset(
+    {
+        "top of page",
+        "bottom of page",
+        "skip to content",
+        "skip to main content",
+        "menu",
+        "home",
+        "blog",
+        "about",
+        "about us",
+        "contact",
+        "log in",
+        "login",
+        "sign up",
+        "subscribe",
+        "search",
+        "share",
+        "share this",
+        "share this post",
+        "recent posts",
+        "see all",
+        "related posts",
+        "related articles",
+        "read more",
+        "comments",
+        "comment",
+        "leave a comment",
+        "leave a reply",
+        "write a comment",
+        "all posts",
+        "previous post",
+        "next post",
+        "follow us",
+        "tags",
+        "categories",
+        "like",
+        "reply",
+        "more",
+    }
+)
+_COUNTED = r"(views?|comments?|likes?|shares?|reads?)"
+# Counters, reading times and footers: "2,171 views0 comments", "3 min read", "© 2022 by ...".
+CHROME_PATTERNS = (
+    re.compile(rf"^[\d.,\s]*k?\s*{_COUNTED}(\s*[\d.,]+\s*k?\s*{_COUNTED})*$", re.I),
+    re.compile(r"^\d+\s*(min|minute)s?\s*read$", re.I),
+    re.compile(r"^(©|\(c\)|copyright)\s", re.I),
+    re.compile(r"^(updated|posted|published)\s*:?\s*\S", re.I),
+)
+# A line is prose when it reads like running text, not a menu item or a heading: enough words
+# and a sentence ending, or so many words that no heading is that long.
+PROSE_MIN_WORDS = 12
+PROSE_ANY_ENDING_WORDS = 35
+SENTENCE_ENDINGS = (".", "!", "?", "…", '"', "'", "”", "’", "»", ")", "。", "！", "？")
+PROSE_MIN_CJK_CHARS = 30
+# A heading: several words, short enough to be a title, no full stop at the end.
+TITLE_WORDS = (3, 30)
+# An author line above the title: a name of one to four words.
+AUTHOR_MAX_WORDS = 4
+# Fewer words than this in what a web page yields is navigation or boilerplate, not an article
+# (pasted text has no such floor: the user chose it).
+MIN_HTML_ARTICLE_WORDS = 12
+# py3langid guesses on the first characters only: enough for a confident guess, and fast.
+LANGUAGE_SAMPLE_CHARS = 5000
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_WORD = re.compile(r"\w+", re.UNICODE)
+_LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+def extract(document: Document) -> Article:
+    """Return the clean article of ``document``; raise ExtractionError when there is none."""
+    if document.media_type == "text/html":
+        article = _from_html(document.body, document.url)
+    else:
+        article = _from_page_text(document.body)
+        article.url = document.url
+    if not article.text.strip():
+        raise ExtractionError(f"no article text found in {document.source.location}")
+    article.language = identify_language(article.text)
+    article.sentences = split_sentences(article.text)
+    return article
+
+
+def identify_language(text: str) -> str:
+    language, _score = py3langid.classify(text[:LANGUAGE_SAMPLE_CHARS])
+    return str(language)
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+
+def _from_html(html: str, url: str | None) -> Article:
+    result = trafilatura.bare_extraction(
+        html, url=url, with_metadata=True, include_comments=False, include_tables=False
+    )
+    if (
+        isinstance(result, TrafilaturaDocument)
+        and _word_count(result.text) >= MIN_HTML_ARTICLE_WORDS
+    ):
+        return Article(
+            title=_clean(result.title),
+            author=_clean(result.author),
+            date=_clean(result.date),
+            site=_clean(result.sitename) or _clean(result.hostname),
+            url=_clean(result.url) or url,
+            # trafilatura puts one paragraph per line; a blank line between paragraphs
+            # keeps them apart in every report.
+            text=_join_paragraphs(result.text.splitlines()),
+        )
+    # trafilatura finds nothing on some small or odd pages: read the visible text instead.
+    visible = trafilatura.html2txt(html) or ""
+    article = _from_page_text(visible, require_prose=True)
+    if _word_count(article.text) < MIN_HTML_ARTICLE_WORDS:
+        return Article(text="")
+    article.url = url
+    return article
+
+
+def _word_count(text: str | None) -> int:
+    return len(_WORD.findall(text or ""))
+
+
+def _clean(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+# --- Plain page text ------------------------------------------------------------------------
+
+
+@dataclass
+class _Line:
+    text: str  # stripped
+
+    @property
+    def words(self) -> int:
+        return len(_WORD.findall(self.text))
+
+    @property
+    def is_prose(self) -> bool:
+        cjk = len(_CJK.findall(self.text))
+        if cjk >= PROSE_MIN_CJK_CHARS:
+            return True
+        ends_like_sentence = self.text.endswith(SENTENCE_ENDINGS)
+        return (
+            self.words >= PROSE_ANY_ENDING_WORDS
+            or (self.words >= PROSE_MIN_WORDS and ends_like_sentence)
+        ) and not is_chrome(self.text)
+
+    @property
+    def is_title(self) -> bool:
+        low, high = TITLE_WORDS
+        return (
+            low <= self.words <= high
+            and not self.text.endswith((".", ":", ";", ","))
+            and not is_chrome(self.text)
+        )
+
+    @property
+    def is_author(self) -> bool:
+        return (
+            1 <= self.words <= AUTHOR_MAX_WORDS
+            and not is_chrome(self.text)
+            and not any(ch.isdigit() for ch in self.text)
+            and all(_LETTERS.match(word) for word in self.text.split())
+        )
+
+
+def is_chrome(line: str) -> bool:
+    """True for the menu items, counters and widgets a page puts around its article."""
+    text = line.strip()
+    lowered = text.lower().rstrip(":")
+    return lowered in CHROME_LINES or any(p.match(text) for p in CHROME_PATTERNS)
+
+
+def _from_page_text(text: str, *, require_prose: bool = False) -> Article:
+    lines = [_Line(raw.strip()) for raw in text.splitlines()]
+    prose = [i for i, line in enumerate(lines) if line.is_prose]
+    if not prose:
+        if require_prose:
+            return Article(text="")
+        # A pasted snippet with no page around it: the whole text is the article.
+        kept = [line.text for line in lines if line.text and not is_chrome(line.text)]
+        return Article(text=_join_paragraphs(kept))
+
+    first, last = _main_block(lines, prose)
+    body = [line.text for line in lines[first : last + 1] if line.text and not is_chrome(line.text)]
+
+    title_index = _previous_content_line(lines, first)
+    title = author = date = None
+    if title_index is not None and lines[title_index].is_title:
+        title = lines[title_index].text
+        # Blog platforms put the author's name, a date and a reading time above the title.
+        for i in range(title_index - 1, -1, -1):
+            line = lines[i]
+            if not line.text or is_chrome(line.text):
+                continue
+            if (parsed := parse_date(line.text)) is not None:
+                date = date or parsed
+                continue
+            if line.is_author:
+                author = line.text
+            break
+    return Article(title=title, author=author, date=date, text=_join_paragraphs(body))
+
+
+def _main_block(lines: list[_Line], prose: list[int]) -> tuple[int, int]:
+    """The longest run of prose lines, allowing short non-chrome lines between them
+    (subheadings, one-line paragraphs) but not a chrome line such as "Recent Posts"."""
+    runs: list[tuple[int, int]] = []
+    start = previous = prose[0]
+    for index in prose[1:]:
+        between = lines[previous + 1 : index]
+        if any(is_chrome(line.text) for line in between if line.text):
+            runs.append((start, previous))
+            start = index
+        previous = index
+    runs.append((start, previous))
+    return max(runs, key=lambda run: sum(len(lines[i].text) for i in range(run[0], run[1] + 1)))
+
+
+def _previous_content_line(lines: list[_Line], index: int) -> int | None:
+    for i in range(index - 1, -1, -1):
+        if lines[i].text and not is_chrome(lines[i].text):
+            return i
+    return None
+
+
+# Date lines as blog platforms print them ("Jan 14, 2022", "14 January 2022", "2022-01-14").
+DATE_FORMATS = (
+    "%b %d, %Y",
+    "%B %d, %Y",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%Y-%m-%d",
+    "%d.%m.%Y",
+    "%Y/%m/%d",
+    "%Y年%m月%d日",
+)
+
+
+def parse_date(text: str) -> str | None:
+    """The date on a line that holds only a date, as YYYY-MM-DD; None otherwise."""
+    for fmt in DATE_FORMATS:
+        try:
+            return datetime.strptime(text.strip().replace("Sept ", "Sep "), fmt).date().isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+def _join_paragraphs(paragraphs: list[str]) -> str:
+    return "\n\n".join(p.strip() for p in paragraphs if p.strip())

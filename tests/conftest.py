@@ -1,0 +1,25 @@
+"""Shared test helpers: where the repository and the optional ../shared data are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+EXAMPLES = REPO / "examples"
+CANONICAL_EXAMPLE = SHARED / "examples" / "000_7ae2a392a41f3264.txt"
+
+
+def need_shared(path: Path) -> Path:
+    """Skip the calling test when a file from ../shared is absent (a fresh clone has none)."""
+    if not path.exists():
+        pytest.skip(f"needs {path} from ../shared, which is not present in this checkout")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """No test touches the user's real SPINLENS_HOME."""
+    monkeypatch.setenv("SPINLENS_HOME", str(tmp_path_factory.mktemp("spinlens-home")))
