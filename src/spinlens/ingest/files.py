@@ -1,0 +1,122 @@
+"""Local sources: one file, a directory of pages, standard input."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from spinlens.errors import IngestError
+from spinlens.ingest.decode import decode_bytes, looks_like_html
+from spinlens.model import Document, Failure, MediaType, Source
+
+# A long article is ~100 kB of HTML; 10 MB leaves room for bloated pages while keeping one
+# document's memory bounded (it is decoded, then extracted, in memory).
+DEFAULT_MAX_BYTES = 10_000_000
+
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+TEXT_SUFFIXES = frozenset({".txt"})
+# What a directory contributes: pages and plain text; anything else there is left alone.
+DIRECTORY_SUFFIXES = HTML_SUFFIXES | TEXT_SUFFIXES
+
+# How standard input is named in reports and failures.
+STDIN_LOCATION = "<stdin>"
+
+_CHUNK = 1 << 16
+
+
+def format_size(n: int) -> str:
+    """Decimal units, as users read file sizes: 10_000_000 -> "10 MB"."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def too_large(what: str, max_bytes: int) -> IngestError:
+    return IngestError(f"{what} is larger than the {format_size(max_bytes)} limit")
+
+
+def read_capped(stream: BinaryIO, max_bytes: int, *, what: str) -> bytes:
+    """Read ``stream`` to its end, refusing (without reading further) past ``max_bytes``."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := stream.read(min(_CHUNK, max_bytes + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(what, max_bytes)
+    return b"".join(chunks)
+
+
+def read_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
+    """One local file: .html/.htm is HTML, .txt is plain text, anything else is sniffed."""
+    with path.open("rb") as f:
+        info = os.fstat(f.fileno())
+        # Regular files are refused by their size before any byte is read; pipes and devices
+        # report no size, so the capped read guards them.
+        if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes:
+            raise too_large("the file", max_bytes)
+        data = read_capped(f, max_bytes, what="the file")
+    suffix = path.suffix.lower()
+    media_type: MediaType
+    if suffix in HTML_SUFFIXES:
+        media_type = "text/html"
+        body = decode_bytes(data, is_html=True, what="the file")
+    elif suffix in TEXT_SUFFIXES:
+        media_type = "text/plain"
+        body = decode_bytes(data, is_html=False, what="the file")
+    else:
+        body = decode_bytes(data, is_html=_bytes_look_like_html(data), what="the file")
+        media_type = "text/html" if looks_like_html(body) else "text/plain"
+    return Document(
+        source=Source(kind="file", location=str(path)), body=body, media_type=media_type
+    )
+
+
+def iter_directory(
+    root: Path, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Iterator[Document | Failure]:
+    """Every .html/.htm/.txt file under ``root``, in sorted path order; hidden entries skipped."""
+    paths = sorted(_walk(root))
+    if not paths:
+        raise IngestError("the directory holds no .html, .htm or .txt files")
+    for path in paths:
+        try:
+            yield read_file(path, max_bytes=max_bytes)
+        except IngestError as error:
+            yield Failure(location=str(path), reason=str(error))
+        except OSError as error:
+            yield Failure(location=str(path), reason=os_error_reason(error))
+
+
+def read_stdin(stream: BinaryIO, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
+    """Pasted text or HTML on standard input (HTML when it looks like markup)."""
+    data = read_capped(stream, max_bytes, what="standard input")
+    body = decode_bytes(data, is_html=_bytes_look_like_html(data), what="standard input")
+    media_type: MediaType = "text/html" if looks_like_html(body) else "text/plain"
+    return Document(
+        source=Source(kind="text", location=STDIN_LOCATION), body=body, media_type=media_type
+    )
+
+
+def os_error_reason(error: OSError) -> str:
+    """``[Errno 13] Permission denied: 'x'`` -> ``cannot read it: permission denied``."""
+    reason = (error.strerror or str(error)).lower()
+    return f"cannot read it: {reason}"
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    # followlinks=False: a symlink loop or a link to / must not make a run endless.
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in DIRECTORY_SUFFIXES:
+                yield Path(dirpath, name)
+
+
+def _bytes_look_like_html(data: bytes) -> bool:
+    # Tags are ASCII in every encoding spinlens meets without a BOM; latin-1 never fails.
+    return looks_like_html(data[:4096].decode("latin-1"))
