@@ -1,0 +1,157 @@
+"""``spinlens ptc ...`` (SemEval-2020 Task 11 formats) and ``spinlens train ...``.
+
+Errors a user can cause (missing folder, malformed label line, unknown model) are printed as one
+line on standard error and exit with code 1 (``typer.Exit(1)``), so these sub-apps behave the
+same mounted in the main CLI or run on their own.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from spinlens.errors import SpinlensError, UsageError
+from spinlens.techniques import ptc
+from spinlens.techniques.baseline import Doc, predict_flc, predict_si, predict_tc
+from spinlens.techniques.detectors import DEFAULT, load_linear
+
+ptc_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+train_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+_stderr = Console(stderr=True, highlight=False)
+
+
+class TaskName(StrEnum):
+    si = "si"
+    tc = "tc"
+    flc = "flc"
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except SpinlensError as error:
+        _stderr.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@ptc_app.command()
+def predict(
+    task: Annotated[TaskName, typer.Option(help="SemEval-2020 Task 11 subtask.")],
+    articles: Annotated[
+        Path, typer.Option(help="Folder of article<ID>.txt files.", show_default=False)
+    ],
+    template: Annotated[
+        Path | None,
+        typer.Option(help="TC only: the spans to label (ID, ?, start, end per line)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Technique model name.")] = DEFAULT,
+) -> None:
+    """Write predictions for every article in the folder, in the task's label format."""
+    with _user_errors():
+        if task is TaskName.tc and template is None:
+            raise UsageError("--task tc needs --template (the spans to label)")
+        if task is not TaskName.tc and template is not None:
+            raise UsageError("--template is only used with --task tc")
+        texts = ptc.read_articles(articles)
+        detector = load_linear(model)
+        docs = {article_id: Doc(ptc.to_article(text)) for article_id, text in texts.items()}
+        if task is TaskName.si:
+            labels = predict_si(detector, docs)
+        elif task is TaskName.flc:
+            labels = predict_flc(detector, docs)
+        else:
+            assert template is not None
+            spans = ptc.read_labels(template, "tc")
+            for label in spans:
+                text = texts.get(label.article_id)
+                if text is None or label.end > len(text):
+                    raise SpinlensError(
+                        f"template span {label.article_id} {label.start}-{label.end} is not "
+                        f"inside an article of {articles}"
+                    )
+            labels = predict_tc(detector, docs, spans)
+        if output is None:
+            ptc.write_labels(labels, task.value, sys.stdout)
+        else:
+            try:
+                ptc.write_labels(labels, task.value, output)
+            except OSError as error:
+                raise SpinlensError(f"cannot write {output}: {error.strerror}") from None
+            _stderr.print(f"wrote {len(labels)} {task.value} labels to {escape(str(output))}")
+
+
+@ptc_app.command()
+def score(
+    task: Annotated[TaskName, typer.Option(help="SemEval-2020 Task 11 subtask.")],
+    gold: Annotated[Path, typer.Argument(help="Gold label file.", show_default=False)],
+    pred: Annotated[Path, typer.Argument(help="Predicted label file.", show_default=False)],
+    articles: Annotated[
+        Path | None,
+        typer.Option(help="Score only the articles in this folder (e.g. a validation split)."),
+    ] = None,
+) -> None:
+    """Score predictions against gold labels with the task's published metric."""
+    with _user_errors():
+        gold_labels = ptc.read_labels(gold, task.value)
+        pred_labels = ptc.read_labels(pred, task.value)
+        if articles is not None:
+            ids = ptc.read_articles(articles).keys()
+            gold_labels = ptc.restrict(gold_labels, ids)
+            pred_labels = ptc.restrict(pred_labels, ids)
+        result = ptc.score(task.value, gold_labels, pred_labels)
+    console = Console(highlight=False)
+    overall = result.overall
+    console.print(
+        f"{task.value.upper()}: precision {overall.precision:.4f}  recall {overall.recall:.4f}  "
+        f"F1 {overall.f1:.4f}"
+    )
+    if result.per_technique:
+        table = Table("technique", "precision", "recall", "F1", title="Per technique")
+        for name, prf in result.per_technique.items():
+            table.add_row(name, f"{prf.precision:.4f}", f"{prf.recall:.4f}", f"{prf.f1:.4f}")
+        console.print(table)
+
+
+@train_app.command()
+def baseline(
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="PTC folder (train-articles/, train-task-flc-tc.labels).", show_default=False
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the model to.", show_default=False)],
+    seed: Annotated[int, typer.Option(help="Seed of the validation split and of SGD.")] = 13,
+    validation_share: Annotated[
+        float, typer.Option(help="Share of articles held out to choose thresholds.")
+    ] = 0.2,
+) -> None:
+    """Train the linear baseline: choose on a validation split, then refit on all articles."""
+    from spinlens.techniques.train_baseline import TrainConfig, train
+
+    with _user_errors():
+        meta = train(
+            data,
+            out,
+            TrainConfig(seed=seed, validation_share=validation_share),
+            log=lambda line: _stderr.print(escape(line)),
+        )
+    validation = meta["validation"]
+    typer.echo(
+        f"validation ({validation['articles']} articles): SI F1 {validation['si']['f1']:.4f}, "
+        f"TC micro-F1 {validation['tc']['f1']:.4f}, FLC F1 {validation['flc']['f1']:.4f}"
+    )
