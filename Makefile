@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/spinlens analyze examples/kazakhstan-blog.txt --format html --output out/demo-report.html
+	$(VENV)/bin/spinlens analyze examples/site-builder-blog.txt --format html --output out/demo-report.html
 	@echo "HTML report: $(CURDIR)/out/demo-report.html"
 
 test: $(STAMP)

@@ -129,7 +129,7 @@ def _from_html(html: str, url: str | None) -> Article:
             url=_clean(result.url) or url,
             # trafilatura puts one paragraph per line; a blank line between paragraphs
             # keeps them apart in every report.
-            text=_join_paragraphs(result.text.splitlines()),
+            text=_join_paragraphs((result.text or "").splitlines()),
         )
     # trafilatura finds nothing on some small or odd pages: read the visible text instead.
     visible = trafilatura.html2txt(html) or ""

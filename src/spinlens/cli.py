@@ -1,0 +1,236 @@
+"""The spinlens command line: thin over the pipeline, ingest and reports.
+
+Exit codes: 0 when every document was analysed, 2 when some failed, 1 for usage errors.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+# Typer vendors click and does not re-export its exception classes; usage errors must map to
+# our exit code 1 (click's own is 2, which we use for "some documents failed").
+from typer._click import exceptions as click_exceptions
+
+from spinlens import __version__
+from spinlens.errors import SpinlensError, UsageError
+from spinlens.ingest import iter_documents
+from spinlens.model import Analysis, Document, Failure
+from spinlens.pipeline import Pipeline, default_pipeline
+from spinlens.report import IndexEntry, extension, render, render_index
+from spinlens.techniques.cli import ptc_app, train_app
+
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
+DEFAULT_MAX_BYTES = 10_000_000
+
+app = typer.Typer(
+    name="spinlens",
+    help="See how a news or blog article manipulates its reader: persuasion techniques, "
+    "span by span, and known disinformation narratives.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(ptc_app, name="ptc", help="Predict and score in the SemEval-2020 Task 11 formats.")
+app.add_typer(train_app, name="train", help="Train the technique models (needs the train extra).")
+
+stderr = Console(stderr=True, highlight=False)
+
+
+class ReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+    html = "html"
+    md = "md"
+
+
+@app.command()
+def analyze(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="URLs, .html/.txt files, '-' for standard input, directories, .jsonl or "
+            ".warc(.gz) files.",
+            show_default=False,
+        ),
+    ],
+    report_format: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="Report format.")
+    ] = ReportFormat.text,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the report to this file; with several documents, a directory that "
+            "receives one report per document and an index.",
+        ),
+    ] = None,
+    allow_private: Annotated[
+        bool,
+        typer.Option(help="Allow fetching URLs on private, loopback and link-local addresses."),
+    ] = False,
+    max_bytes: Annotated[
+        int, typer.Option(help="Largest page or file read, in bytes.", min=1)
+    ] = DEFAULT_MAX_BYTES,
+) -> None:
+    """Analyse articles and report persuasion techniques and known narratives."""
+    fmt = report_format.value
+    several = _may_yield_several(sources)
+    if output is not None and not several and output.is_dir():
+        several = True
+    if output is not None and several and output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} is a file; several documents need a directory")
+    pipeline = default_pipeline()
+    items = iter_documents(
+        sources, allow_private=allow_private, max_bytes=max_bytes, stdin=sys.stdin.buffer
+    )
+
+    entries: list[IndexEntry] = []  # for the index of a report directory
+    analysed = failed = 0
+    for index, result in enumerate(_analyse_all(pipeline, items), start=1):
+        if isinstance(result, Failure):
+            failed += 1
+            _print_error(f"{result.location}: {result.reason}")
+            entries.append(IndexEntry.for_failure(result))
+            continue
+        analysed += 1
+        to_terminal = output is None and sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if to_terminal else 100
+        report = render(result, fmt, color=to_terminal, width=width)
+        if output is None:
+            _print_to_stdout(report, fmt, several)
+        elif several:
+            output.mkdir(parents=True, exist_ok=True)
+            report_name = f"{index:04d}-{_slug(result)}{extension(fmt)}"
+            (output / report_name).write_text(report, encoding="utf-8")
+            entries.append(IndexEntry.for_analysis(result, report_name))
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(report, encoding="utf-8")
+
+    if output is not None and several:
+        output.mkdir(parents=True, exist_ok=True)
+        index_path = output / f"index{extension(fmt)}"
+        index_path.write_text(render_index(entries, fmt), encoding="utf-8")
+        stderr.print(f"wrote {analysed} report(s) and {index_path}")
+    elif output is not None and analysed:
+        stderr.print(f"wrote {output}")
+    if not analysed and not failed:
+        raise UsageError("no documents to analyse")
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _analyse_all(
+    pipeline: Pipeline, items: Iterator[Document | Failure]
+) -> Iterator[Analysis | Failure]:
+    """Analyse each document; a document that fails becomes a Failure and the rest go on."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+    )
+    with progress:
+        task = progress.add_task("analysing", total=None)
+        for item in items:
+            if isinstance(item, Failure):
+                yield item
+            else:
+                progress.update(task, description=_short(item.source.location))
+                yield _analyse_one(pipeline, item)
+            progress.advance(task)
+
+
+def _analyse_one(pipeline: Pipeline, document: Document) -> Analysis | Failure:
+    try:
+        return pipeline.analyze(document)
+    except SpinlensError as error:
+        return Failure(location=document.source.location, reason=str(error))
+    except Exception as error:  # noqa: BLE001 - one bad document must not stop the batch
+        return Failure(
+            location=document.source.location,
+            reason=f"internal error ({type(error).__name__}: {error}); please report it",
+        )
+
+
+def _may_yield_several(sources: list[str]) -> bool:
+    if len(sources) > 1:
+        return True
+    source = sources[0]
+    if source.startswith(("http://", "https://")) or source == "-":
+        return False
+    path = Path(source)
+    return (
+        path.is_dir() or path.suffix.lower() in {".jsonl", ".warc"} or source.endswith(".warc.gz")
+    )
+
+
+def _print_to_stdout(report: str, fmt: str, several: bool) -> None:
+    if fmt == "json" and several:
+        # Several JSON documents on stdout: one per line (JSON Lines), each valid on its own.
+        import json
+
+        report = json.dumps(json.loads(report), ensure_ascii=False)
+    sys.stdout.write(report if report.endswith("\n") else report + "\n")
+    sys.stdout.flush()
+
+
+def _slug(analysis: Analysis) -> str:
+    base = analysis.article.title or Path(analysis.source.location).stem or "document"
+    return re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:60] or "document"
+
+
+def _print_error(message: str) -> None:
+    # Locations and reasons come from the input: never let them be read as rich markup.
+    stderr.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
+
+
+def _short(location: str, width: int = 40) -> str:
+    return location if len(location) <= width else "…" + location[-(width - 1) :]
+
+
+@app.command()
+def version() -> None:
+    """Print the spinlens version and the models it uses."""
+    pipeline = default_pipeline()
+    typer.echo(f"spinlens {__version__}")
+    if pipeline.detector is not None:
+        typer.echo(f"techniques: {pipeline.detector.name}")
+    for matcher in pipeline.matchers:
+        typer.echo(f"narratives: {matcher.name}")
+
+
+def main() -> None:
+    """Entry point: turns user errors into one line and the documented exit codes."""
+    try:
+        code = app(standalone_mode=False)
+    except click_exceptions.UsageError as error:
+        error.show()
+        code = EXIT_USAGE
+    except click_exceptions.Abort:
+        stderr.print("aborted")
+        code = EXIT_USAGE
+    except SpinlensError as error:
+        _print_error(str(error))
+        code = EXIT_USAGE
+    except BrokenPipeError:
+        code = EXIT_OK  # the reader (e.g. `| head`) went away: not an error of ours
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()
