@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench train-baseline clean
+.PHONY: demo test system-deps lint typecheck bench train-baseline clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,13 @@ demo: $(STAMP)
 	$(VENV)/bin/spinlens analyze examples/site-builder-blog.txt --format html --output out/demo-report.html
 	@echo "HTML report: $(CURDIR)/out/demo-report.html"
 
-test: $(STAMP)
+# Browser tests drive Debian's chromium and the store tests a throw-away PostgreSQL; when they
+# cannot be installed (no root, no apt) those tests skip and say why.
+system-deps:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium) || echo "chromium not installed: browser tests will be skipped"
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql) || echo "postgresql not installed: PostgreSQL store tests will be skipped"
+
+test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy src
 	$(PY) -m pytest

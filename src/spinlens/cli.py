@@ -28,6 +28,7 @@ from spinlens.ingest import iter_documents
 from spinlens.model import Analysis, Document, Failure
 from spinlens.pipeline import Pipeline, default_pipeline
 from spinlens.report import IndexEntry, extension, render, render_index
+from spinlens.server.cli import serve_command
 from spinlens.techniques.cli import ptc_app, train_app
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
@@ -43,6 +44,7 @@ app = typer.Typer(
 )
 app.add_typer(ptc_app, name="ptc", help="Predict and score in the SemEval-2020 Task 11 formats.")
 app.add_typer(train_app, name="train", help="Train the technique models (needs the train extra).")
+app.command("serve", help="Serve the web app and the REST API.")(serve_command)
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -221,7 +223,7 @@ def main() -> None:
     except click_exceptions.UsageError as error:
         error.show()
         code = EXIT_USAGE
-    except click_exceptions.Abort:
+    except typer.Abort:
         stderr.print("aborted")
         code = EXIT_USAGE
     except SpinlensError as error:
