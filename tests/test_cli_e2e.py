@@ -248,3 +248,14 @@ def test_usage_errors_exit_with_1():
     assert spinlens("analyze").returncode == 1
     assert spinlens("analyze", str(BLOG_TXT), "--format", "pdf").returncode == 1
     assert spinlens("no-such-command").returncode == 1
+
+
+def test_the_technique_model_can_be_picked_by_name():
+    result = spinlens(
+        "analyze", str(BLOG_TXT), "--format", "json", "--techniques-model", "baseline"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["models"]["techniques"].startswith("baseline-linear@")
+    unknown = spinlens("analyze", str(BLOG_TXT), "--techniques-model", "no-such-model")
+    assert unknown.returncode == 1
+    assert "unknown technique model 'no-such-model'" in unknown.stderr

@@ -85,6 +85,13 @@ def analyze(
     max_bytes: Annotated[
         int, typer.Option(help="Largest page or file read, in bytes.", min=1)
     ] = DEFAULT_MAX_BYTES,
+    techniques_model: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SPINLENS_TECHNIQUES_MODEL",
+            help="Technique detector by name (e.g. 'baseline'); default: the best shipped one.",
+        ),
+    ] = None,
 ) -> None:
     """Analyse articles and report persuasion techniques and known narratives."""
     fmt = report_format.value
@@ -93,7 +100,7 @@ def analyze(
         several = True
     if output is not None and several and output.exists() and not output.is_dir():
         raise UsageError(f"--output {output} is a file; several documents need a directory")
-    pipeline = default_pipeline()
+    pipeline = default_pipeline(techniques_model)
     items = iter_documents(
         sources, allow_private=allow_private, max_bytes=max_bytes, stdin=sys.stdin.buffer
     )

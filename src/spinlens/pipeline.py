@@ -71,8 +71,9 @@ def summarize(article: Article, findings: Sequence[Finding]) -> Summary:
     return Summary(technique_counts=dict(counts.most_common()), flagged_share=round(share, 4))
 
 
-def default_pipeline() -> Pipeline:
-    """The pipeline with the shipped models."""
+def default_pipeline(techniques_model: str | None = None) -> Pipeline:
+    """The pipeline with the shipped models; ``techniques_model`` picks another detector by
+    name (e.g. ``baseline``), otherwise the registry's default."""
     from spinlens.techniques.detectors import load_detector
 
-    return Pipeline(detector=load_detector())
+    return Pipeline(detector=load_detector(techniques_model))
