@@ -26,6 +26,7 @@ from spinlens import __version__
 from spinlens.errors import SpinlensError, UsageError
 from spinlens.ingest import iter_documents
 from spinlens.model import Analysis, Document, Failure
+from spinlens.narratives.cli import narratives_app
 from spinlens.pipeline import Pipeline, default_pipeline
 from spinlens.report import IndexEntry, extension, render, render_index
 from spinlens.server.cli import serve_command
@@ -44,6 +45,9 @@ app = typer.Typer(
 )
 app.add_typer(ptc_app, name="ptc", help="Predict and score in the SemEval-2020 Task 11 formats.")
 app.add_typer(train_app, name="train", help="Train the technique models (needs the train extra).")
+app.add_typer(
+    narratives_app, name="narratives", help="Import, list and search catalogues of known claims."
+)
 app.command("serve", help="Serve the web app and the REST API.")(serve_command)
 
 stderr = Console(stderr=True, highlight=False)
@@ -92,6 +96,9 @@ def analyze(
             help="Technique detector by name (e.g. 'baseline'); default: the best shipped one.",
         ),
     ] = None,
+    narratives: Annotated[
+        bool, typer.Option(help="Match known disinformation narratives (slower).")
+    ] = True,
 ) -> None:
     """Analyse articles and report persuasion techniques and known narratives."""
     fmt = report_format.value
@@ -100,7 +107,7 @@ def analyze(
         several = True
     if output is not None and several and output.exists() and not output.is_dir():
         raise UsageError(f"--output {output} is a file; several documents need a directory")
-    pipeline = default_pipeline(techniques_model)
+    pipeline = default_pipeline(techniques_model, narratives=narratives)
     items = iter_documents(
         sources, allow_private=allow_private, max_bytes=max_bytes, stdin=sys.stdin.buffer
     )

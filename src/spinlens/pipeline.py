@@ -71,9 +71,12 @@ def summarize(article: Article, findings: Sequence[Finding]) -> Summary:
     return Summary(technique_counts=dict(counts.most_common()), flagged_share=round(share, 4))
 
 
-def default_pipeline(techniques_model: str | None = None) -> Pipeline:
+def default_pipeline(techniques_model: str | None = None, narratives: bool = True) -> Pipeline:
     """The pipeline with the shipped models; ``techniques_model`` picks another detector by
-    name (e.g. ``baseline``), otherwise the registry's default."""
+    name (e.g. ``baseline``), otherwise the registry's default. Narratives are matched against
+    the starter catalogue plus whatever was imported under SPINLENS_HOME."""
+    from spinlens.narratives.matcher import EmbeddingMatcher
     from spinlens.techniques.detectors import load_detector
 
-    return Pipeline(detector=load_detector(techniques_model))
+    matchers = [EmbeddingMatcher()] if narratives else []
+    return Pipeline(detector=load_detector(techniques_model), matchers=matchers)

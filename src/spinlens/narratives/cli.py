@@ -1,0 +1,188 @@
+"""``spinlens narratives import|list|search``: manage and query the narrative catalogue."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spinlens.errors import SpinlensError, UsageError
+from spinlens.narratives.catalogue import (
+    STARTER_CATALOGUE,
+    CatalogueStore,
+    default_store_path,
+    starter_families,
+)
+from spinlens.narratives.importers import FORMATS, import_file
+from spinlens.narratives.matcher import EmbeddingMatcher
+
+narratives_app = typer.Typer(
+    help="Documented disinformation narratives: import catalogues, list and search them.",
+    no_args_is_help=True,
+)
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Bad rows printed before the rest are only counted.
+_MAX_BAD_ROWS_SHOWN = 20
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option("--store", help="Catalogue file (default: SPINLENS_HOME/catalogue.sqlite3)."),
+]
+
+
+def _fail(error: SpinlensError) -> typer.Exit:
+    _err.print(f"error: {error}", markup=False)
+    return typer.Exit(1)
+
+
+@narratives_app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="The catalogue file to import.")],
+    format: Annotated[
+        str | None, typer.Option("--format", help=f"{'|'.join(FORMATS)} (default: guessed).")
+    ] = None,
+    catalogue: Annotated[
+        str | None, typer.Option("--catalogue", help="Catalogue name (default: from the format).")
+    ] = None,
+    store: StoreOption = None,
+    index: Annotated[
+        bool, typer.Option(help="Embed the catalogue now, so the next analysis need not.")
+    ] = True,
+) -> None:
+    """Import claims from EUvsDisinfo exports, ClaimReview JSON-LD or a CSV (text, verdict, url)."""
+    if format is not None and format not in FORMATS:
+        raise _fail(UsageError(f"unknown --format {format!r}: use {'|'.join(FORMATS)}"))
+    try:
+        with CatalogueStore(store) as db:
+            report = import_file(db, file, format, catalogue)
+        for bad in report.bad_rows[:_MAX_BAD_ROWS_SHOWN]:
+            _err.print(f"{file}:{bad.line}: skipped: {bad.reason}", markup=False)
+        if len(report.bad_rows) > _MAX_BAD_ROWS_SHOWN:
+            _err.print(f"... and {len(report.bad_rows) - _MAX_BAD_ROWS_SHOWN} more bad rows")
+        _out.print(
+            f"{file}: {report.read} claims read as {report.format} into catalogue "
+            f"{report.catalogue!r}: {report.added} added, {report.updated} updated, "
+            f"{report.unchanged} already there, {len(report.bad_rows)} bad rows skipped",
+            markup=False,
+        )
+        if index and (report.added or report.updated):
+            started = time.perf_counter()
+            EmbeddingMatcher(store_path=store)
+            _out.print(f"catalogue embedded for matching in {time.perf_counter() - started:.0f} s")
+    except SpinlensError as error:
+        raise _fail(error) from None
+
+
+@narratives_app.command("list")
+def list_command(
+    catalogue: Annotated[
+        str | None, typer.Argument(help="Show this catalogue's claims (default: a summary).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Claims shown at most.", min=1)] = 20,
+    store: StoreOption = None,
+) -> None:
+    """Show the catalogues and how many claims each holds, or the claims of one catalogue."""
+    try:
+        path = store if store is not None else default_store_path()
+        counts: dict[str, int] = {}
+        if path.exists():
+            with CatalogueStore(path) as db:
+                counts = db.counts()
+                claims = db.claims(catalogue) if catalogue not in (None, STARTER_CATALOGUE) else []
+        else:
+            claims = []
+    except SpinlensError as error:
+        raise _fail(error) from None
+    if catalogue is None:
+        table = Table("catalogue", "claims", title=f"Narrative catalogues ({path})")
+        table.add_row(f"{STARTER_CATALOGUE} (shipped)", f"{len(starter_families())} families")
+        for name, n in counts.items():
+            table.add_row(name, str(n))
+        _out.print(table)
+        return
+    if catalogue == STARTER_CATALOGUE:
+        rows = [(f.id, "", f.title) for f in starter_families()]
+    elif catalogue in counts:
+        rows = [(c.id, c.date or "", c.title) for c in claims]
+    else:
+        known = ", ".join([STARTER_CATALOGUE, *counts]) or STARTER_CATALOGUE
+        raise _fail(UsageError(f"no catalogue named {catalogue!r} (there are: {known})"))
+    table = Table("id", "date", "title", title=f"{catalogue}: {len(rows)} entries")
+    for row in rows[:limit]:
+        table.add_row(*row)
+    _out.print(table)
+    if len(rows) > limit:
+        _out.print(f"... {len(rows) - limit} more (--limit)")
+
+
+@narratives_app.command("search")
+def search_command(
+    query: Annotated[str | None, typer.Argument(help="What a claim says, in any words.")] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(help="File of queries: JSON Lines with 'query' (and 'id'), or one per line."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="Matches per query.", min=1)] = 10,
+    format: Annotated[str, typer.Option("--format", help="text|jsonl")] = "text",
+    catalogue: Annotated[
+        list[str] | None, typer.Option(help="Search only this catalogue (repeatable).")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Find the documented claims and narrative families closest in meaning to a text."""
+    try:
+        if (query is None) == (queries is None):
+            raise UsageError("give either a QUERY or --queries FILE")
+        if format not in ("text", "jsonl"):
+            raise UsageError(f"unknown --format {format!r}: use text|jsonl")
+        items = read_queries(queries) if queries is not None else [(None, query or "")]
+        matcher = EmbeddingMatcher(store_path=store, catalogues=catalogue or None)
+        results = matcher.search([q for _, q in items], top=top)
+    except SpinlensError as error:
+        raise _fail(error) from None
+    for (qid, text), matches in zip(items, results, strict=True):
+        if format == "jsonl":
+            record = {
+                "id": qid,
+                "query": text,
+                "matches": [m.model_dump(mode="json", exclude={"evidence"}) for m in matches],
+            }
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            continue
+        table = Table("score", "catalogue", "family", "claim", title=f"Search: {text[:80]}")
+        for m in matches:
+            table.add_row(f"{m.score:.3f}", m.catalogue, m.family or "", m.title)
+        _out.print(table)
+
+
+def read_queries(path: Path) -> list[tuple[str | None, str]]:
+    """(id, query) pairs from JSON Lines ({"id":..., "query":...}) or plain lines."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read queries file {path}: {exc}") from exc
+    items: list[tuple[str | None, str]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}:{number}: not JSON: {exc.msg}") from exc
+            if not isinstance(record.get("query"), str) or not record["query"].strip():
+                raise UsageError(f"{path}:{number}: no 'query' text")
+            qid = record.get("id")
+            items.append((None if qid is None else str(qid), record["query"]))
+        else:
+            items.append((None, line.strip()))
+    if not items:
+        raise UsageError(f"{path} holds no query")
+    return items

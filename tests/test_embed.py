@@ -1,0 +1,61 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spinlens.embed import Encoder, ModelUnavailableError, load_encoder
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return load_encoder()
+
+
+def test_matches_the_pytorch_model(encoder: Encoder) -> None:
+    # Reference vectors from the original fp32 PyTorch model; the shipped int8 graph must agree.
+    ref = json.loads((FIXTURES / "minilm_reference.json").read_text())
+    got = encoder.encode(ref["texts"])
+    cosines = (got * np.array(ref["embeddings"], dtype=np.float32)).sum(axis=1)
+    assert cosines.min() > 0.98
+
+
+def test_vectors_are_unit_length_and_rank_paraphrases_first(encoder: Encoder) -> None:
+    texts = [
+        "Western countries paid activists to overthrow the government.",
+        "The government was toppled by activists funded from the West.",
+        "The recipe needs two eggs and a cup of flour.",
+    ]
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (3, encoder.dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > 0.6 > vectors[0] @ vectors[2] + 0.4
+
+
+def test_batching_and_order_barely_change_vectors(encoder: Encoder) -> None:
+    # Dynamic int8 quantisation scales activations per batch, so batch mates move a vector a
+    # little; rows must still come back in input order and near their solo values.
+    texts = ["short", "a much longer sentence about elections and their observers " * 3, "mid size"]
+    together = encoder.encode(texts, batch_size=2)
+    alone = np.stack([encoder.encode([t])[0] for t in texts])
+    assert (together * alone).sum(axis=1).min() > 0.98
+
+
+def test_long_text_is_truncated_not_rejected(encoder: Encoder) -> None:
+    vector = encoder.encode(["word " * 2000])
+    assert vector.shape == (1, encoder.dim) and np.isfinite(vector).all()
+
+
+def test_empty_input_gives_empty_matrix(encoder: Encoder) -> None:
+    assert encoder.encode([]).shape == (0, encoder.dim)
+
+
+def test_encoder_is_loaded_once_per_process() -> None:
+    assert load_encoder() is load_encoder()
+
+
+def test_missing_model_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError, match="sentence encoder file missing"):
+        Encoder(tmp_path)

@@ -1,0 +1,153 @@
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spinlens.embed import Encoder, load_encoder
+from spinlens.model import Article
+from spinlens.narratives.catalogue import CatalogueStore
+from spinlens.narratives.importers import import_file
+from spinlens.narratives.matcher import EmbeddingMatcher, passage_spans
+from spinlens.sentences import split_sentences
+
+FIXTURES = Path(__file__).parent / "fixtures" / "narratives"
+EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "000_7ae2a392a41f3264.txt"
+
+ARTICLE = (
+    "Riverton, Monday.\n"
+    "The town council met on Monday to approve next year's budget for schools and roads. "
+    "Several hundred residents gathered outside the town hall. "
+    "According to the mayor, the crowd was led by activists of non-governmental groups that are "
+    "financed by American and European foundations. "
+    "Council members also discussed the repair of the old bridge, which will close in May. "
+    "The weather stayed dry and the meeting ended before dark."
+)
+
+
+class CountingEncoder:
+    """The real encoder, counting how many texts it is asked to embed."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.texts = 0
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        self.texts += len(texts)
+        return self.inner.encode(texts, batch_size)
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPINLENS_HOME", str(tmp_path / "home"))
+
+
+def article(text: str) -> Article:
+    return Article(text=text, sentences=split_sentences(text))
+
+
+def test_passages_are_windows_of_sentences_with_exact_offsets() -> None:
+    text = "One two three four five. Six seven eight nine ten. Short one.\nEleven twelve thirteen."
+    spans = split_sentences(text)
+    passages = passage_spans(text, spans)
+    assert (spans[0][0], spans[0][1]) in passages
+    assert (spans[0][0], spans[1][1]) in passages  # two sentences
+    assert (spans[2][0], spans[2][1]) not in passages  # "Short one." is too short alone
+    assert all(text[s:e] == text[s:e].strip() for s, e in passages)
+
+
+def test_a_long_sentence_also_yields_its_clauses() -> None:
+    text = "Officials said many things about the event yesterday: the riots were paid from abroad."
+    clause = "the riots were paid from abroad."
+    assert (text.index(clause), len(text)) in passage_spans(text, split_sentences(text))
+
+
+def test_starter_catalogue_finds_foreign_funded_ngos_with_the_right_evidence() -> None:
+    matcher = EmbeddingMatcher()
+    matches = matcher.match(article(ARTICLE))
+    top = {m.family for m in matches[:3]}
+    assert "foreign-funded-agents" in top
+    ngo = next(m for m in matches if m.family == "foreign-funded-agents")
+    assert ngo.catalogue == "spinlens-starter"
+    evidence = [ARTICLE[e.start : e.end] for e in ngo.evidence]
+    assert any("financed by American and European foundations" in e for e in evidence)
+    assert all("bridge" not in e and "weather" not in e for e in evidence)
+
+
+def test_unrelated_text_matches_nothing() -> None:
+    text = (
+        "Preheat the oven to 200 degrees. Mix the flour, butter and sugar in a large bowl. "
+        "Bake the biscuits for twelve minutes until golden, then let them cool on a rack."
+    )
+    assert EmbeddingMatcher().match(article(text)) == []
+
+
+def test_empty_article_matches_nothing() -> None:
+    assert EmbeddingMatcher().match(Article(text="")) == []
+
+
+def test_imported_claims_match_with_their_disproof(tmp_path: Path) -> None:
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        import_file(store, FIXTURES / "team.csv", catalogue="team")
+    text = (
+        "The vote count was a fraud. The result of the election was decided by voting machines "
+        "that had been hacked. Nobody has been punished for it."
+    )
+    matches = EmbeddingMatcher(store_path=store_path, catalogues=["team"]).match(article(text))
+    assert matches and matches[0].catalogue == "team"
+    assert matches[0].disproof == "False" and matches[0].url == "https://team.example/1"
+    (evidence,) = matches[0].evidence
+    assert "hacked" in text[evidence.start : evidence.end]
+
+
+def test_catalogue_embeddings_are_cached_until_the_catalogue_changes(
+    tmp_path: Path,
+) -> None:
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        import_file(store, FIXTURES / "team.csv")
+    encoder = CountingEncoder(load_encoder())
+    EmbeddingMatcher(store_path=store_path, encoder=encoder)  # type: ignore[arg-type]
+    first = encoder.texts
+    assert first > 100
+    EmbeddingMatcher(store_path=store_path, encoder=encoder)  # type: ignore[arg-type]
+    assert encoder.texts == first  # second start: vectors come from the cache
+    with CatalogueStore(store_path) as store:
+        import_file(store, FIXTURES / "claimreview.jsonld")
+    matcher = EmbeddingMatcher(store_path=store_path, encoder=encoder)  # type: ignore[arg-type]
+    assert encoder.texts == 2 * first + 1  # rebuilt, with the one new claim
+    assert any(i.catalogue == "claimreview" for i in matcher.index.items)
+    assert len(list((tmp_path / "home" / "cache").glob("narratives-*.npy"))) == 1
+    # Searching one catalogue keeps a cache of its own and leaves the full one in place.
+    EmbeddingMatcher(store_path=store_path, encoder=encoder, catalogues=["team"])  # type: ignore[arg-type]
+    EmbeddingMatcher(store_path=store_path, encoder=encoder)  # type: ignore[arg-type]
+    assert encoder.texts == 2 * first + 1 + 2
+
+
+def test_search_ranks_the_paraphrased_claim_first(tmp_path: Path) -> None:
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        import_file(store, FIXTURES / "euvsdisinfo_disproofs.csv")
+    matcher = EmbeddingMatcher(store_path=store_path)
+    (results,) = matcher.search(["Western foundations hired students to march in Riga"], top=3)
+    assert results[0].title == "Foreign NGOs paid students to protest in Riga"
+    assert results[0].family == "foreign-funded-agents"  # grouped under the starter family
+    assert results[0].score >= results[1].score >= results[2].score
+
+
+@pytest.mark.shared
+def test_example_article_shows_the_documented_narratives_with_evidence() -> None:
+    if not EXAMPLE.is_file():
+        pytest.skip("../shared/examples is not available")
+    text = EXAMPLE.read_text(encoding="utf-8")
+    matches = EmbeddingMatcher().match(article(text))
+    families = [m.family for m in matches[:6]]
+    assert "foreign-funded-agents" in families
+    assert {"colour-revolution", "west-provokes-at-russian-borders"} & set(families)
+    ngo = next(m for m in matches if m.family == "foreign-funded-agents")
+    assert any("financed from abroad" in text[e.start : e.end] for e in ngo.evidence)
+    west = next(m for m in matches if m.family == "west-provokes-at-russian-borders")
+    assert any("in the interests of the West" in text[e.start : e.end] for e in west.evidence)
