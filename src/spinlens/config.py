@@ -1,4 +1,7 @@
-"""Where spinlens keeps things. Precedence: command-line flags, then SPINLENS_* variables, then these defaults."""
+"""Where spinlens keeps things.
+
+Precedence everywhere: command-line flags, then SPINLENS_* variables, then these defaults.
+"""
 
 from __future__ import annotations
 
