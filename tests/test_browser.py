@@ -169,8 +169,12 @@ def test_the_canonical_example_in_chromium(page, tmp_path: Path):
         marks.first.hover()
         page.wait_for_function("m => getComputedStyle(m, '::after').opacity === '1'", arg=first)
         assert "score" in tooltip(page, first)[0]
-        if pipeline.matchers:
-            assert page.locator("#narratives .narrative").count() >= 1
+        # The starter catalogue's foreign-funded-NGO narrative, with its evidence in the text.
+        panel = page.locator("#narratives")
+        assert page.locator("#narratives .narrative").count() >= 2
+        assert "foreign-funded" in panel.inner_text()
+        evidence = panel.locator(".evidence").all_inner_texts()
+        assert any("financed from abroad" in passage for passage in evidence)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser-canonical-example.png"), full_page=True)
     store.close()
