@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinlens.embed import Encoder, ModelUnavailableError, load_encoder
+from spinlens.embed import Encoder, ModelUnavailableError, load_encoder, load_multilingual_encoder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -59,3 +59,18 @@ def test_encoder_is_loaded_once_per_process() -> None:
 def test_missing_model_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailableError, match="sentence encoder file missing"):
         Encoder(tmp_path)
+
+
+def test_multilingual_encoder_puts_a_translation_next_to_its_original() -> None:
+    encoder = load_multilingual_encoder()
+    vectors = encoder.encode(
+        [
+            "The West is behind the protests in Kazakhstan.",
+            "Запад стоит за протестами в Казахстане.",
+            "Вчера в Париже была солнечная погода.",
+        ]
+    )
+    assert vectors.shape == (3, encoder.dim) and encoder.dim == 512
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > 0.75 > 0.35 > vectors[0] @ vectors[2]
+    assert encoder.encode([]).shape == (0, 512)

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from spinlens.embed import Encoder, load_encoder
-from spinlens.model import Article
+from spinlens.model import Article, Document, Source
 from spinlens.narratives.catalogue import CatalogueStore
 from spinlens.narratives.importers import import_file
-from spinlens.narratives.matcher import EmbeddingMatcher, passage_spans
+from spinlens.narratives.matcher import EmbeddingMatcher, passage_spans, plan_passages
+from spinlens.pipeline import Pipeline
 from spinlens.sentences import split_sentences
 
 FIXTURES = Path(__file__).parent / "fixtures" / "narratives"
@@ -44,8 +45,8 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPINLENS_HOME", str(tmp_path / "home"))
 
 
-def article(text: str) -> Article:
-    return Article(text=text, sentences=split_sentences(text))
+def article(text: str, language: str | None = None) -> Article:
+    return Article(text=text, sentences=split_sentences(text), language=language)
 
 
 def test_passages_are_windows_of_sentences_with_exact_offsets() -> None:
@@ -62,6 +63,17 @@ def test_a_long_sentence_also_yields_its_clauses() -> None:
     text = "Officials said many things about the event yesterday: the riots were paid from abroad."
     clause = "the riots were paid from abroad."
     assert (text.index(clause), len(text)) in passage_spans(text, split_sentences(text))
+
+
+def test_each_sentence_is_embedded_once_and_windows_reuse_it() -> None:
+    matcher = EmbeddingMatcher()
+    counting = CountingEncoder(matcher.encoder)  # type: ignore[arg-type]
+    matcher.encoder = counting  # type: ignore[assignment]
+    spans = split_sentences(ARTICLE)
+    plan = plan_passages(ARTICLE, spans)
+    matcher.match(article(ARTICLE))
+    assert counting.texts == len(plan.units) <= len(spans)
+    assert len(plan.spans) > len(plan.units)  # two-sentence windows cost no encoder work
 
 
 def test_starter_catalogue_finds_foreign_funded_ngos_with_the_right_evidence() -> None:
@@ -151,3 +163,35 @@ def test_example_article_shows_the_documented_narratives_with_evidence() -> None
     assert any("financed from abroad" in text[e.start : e.end] for e in ngo.evidence)
     west = next(m for m in matches if m.family == "west-provokes-at-russian-borders")
     assert any("in the interests of the West" in text[e.start : e.end] for e in west.evidence)
+
+
+def test_russian_article_matches_the_english_catalogue_cross_lingually() -> None:
+    text = (FIXTURES / "short_ru.txt").read_text(encoding="utf-8")
+    matches = EmbeddingMatcher().match(article(text, language="ru"))
+    assert matches and matches[0].family == "foreign-funded-agents"
+    evidence = [text[e.start : e.end] for e in matches[0].evidence]
+    assert any("финансируются американскими" in e for e in evidence)
+    assert all("моста" not in e and "Погода" not in e for e in evidence)
+
+
+def test_unrelated_russian_text_matches_nothing() -> None:
+    text = (
+        "Разогрейте духовку до 200 градусов. Смешайте муку, масло и сахар в большой миске. "
+        "Выпекайте печенье двенадцать минут до золотистого цвета, затем дайте ему остыть."
+    )
+    assert EmbeddingMatcher().match(article(text, language="ru")) == []
+
+
+def test_a_language_no_encoder_knows_gets_a_warning_not_guesses() -> None:
+    text = (
+        "Serikali ya nchi hiyo imesema kwamba mashirika yasiyo ya kiserikali yanafadhiliwa na "
+        "nchi za Magharibi ili kuchochea maandamano katika miji mikubwa. Wananchi wengi "
+        "walikusanyika mbele ya ofisi za serikali wakidai mabadiliko ya haraka."
+    )
+    document = Document(
+        source=Source(kind="file", location="sw.txt"), body=text, media_type="text/plain"
+    )
+    analysis = Pipeline(matchers=[EmbeddingMatcher()]).analyze(document)
+    assert analysis.article.language == "sw"
+    assert analysis.narratives == []
+    assert "narratives are not available for language 'sw'" in analysis.warnings

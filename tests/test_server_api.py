@@ -88,6 +88,9 @@ class PhraseMatcher:
     def __init__(self, claims: dict[str, tuple[str, str, str]] | None = None) -> None:
         self.claims = CLAIMS if claims is None else claims
 
+    def supports(self, language: str | None) -> bool:
+        return True
+
     def match(self, article: Article) -> list[NarrativeMatch]:
         out = []
         for phrase, (claim_id, title, disproof) in self.claims.items():

