@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from docs_section import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Narrative matching"
 
@@ -191,20 +193,8 @@ def main() -> None:
         family_alarms = np.mean([s >= t for s in family_scores])
         say(f"| {t} | {kept:.3f} | {alarms:.3f} | {family_alarms:.3f} |")
     say("")
-    write_section(args.out, "\n".join(lines))
+    write_section("\n".join(lines), args.out)
     print(f"wrote {args.out} (home: {home})")
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path``, leaving every other section as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

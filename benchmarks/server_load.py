@@ -24,7 +24,6 @@ import asyncio
 import multiprocessing
 import os
 import platform
-import re
 import socket
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from docs_section import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Web server load"
@@ -177,18 +178,6 @@ event loop stays free meanwhile (reads are answered while analyses run).
 """
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this section (up to the next "## ") or append it; other sections stay as they are."""
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(updated.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=20)
@@ -220,7 +209,7 @@ def main() -> int:
         for error in r.errors[:5]:
             print(f"{r.name}: error: {error}", file=sys.stderr)
     if not args.no_write:
-        write_section(args.doc, text)
+        write_section(text, args.doc)
         print(f"updated {args.doc}", file=sys.stderr)
     return 1 if any(r.errors for r in results) else 0
 
