@@ -32,7 +32,7 @@ NEUTRAL = (
 
 
 def test_shipped_model_finds_loaded_language_and_name_calling() -> None:
-    detector = load_detector()
+    detector = load_detector("baseline")
     assert detector.name == "baseline-linear@1"
     article = ptc.to_article(LOADED)
     findings = detector.detect(article)
@@ -50,7 +50,7 @@ def test_shipped_model_finds_loaded_language_and_name_calling() -> None:
 
 
 def test_neutral_and_empty_texts_get_few_findings() -> None:
-    detector = load_detector()
+    detector = load_detector("baseline")
     assert len(detector.detect(ptc.to_article(NEUTRAL))) <= 1
     assert detector.detect(ptc.to_article("")) == []
 
@@ -73,10 +73,10 @@ def test_missing_model_files_give_one_clear_error(tmp_path, monkeypatch) -> None
     load_linear.cache_clear()
     try:
         with pytest.raises(SpinlensError, match="not found at"):
-            load_detector()
+            load_detector("baseline")
         (tmp_path / "baseline-linear").mkdir()
         with pytest.raises(SpinlensError, match="model file missing"):
-            load_detector()
+            load_detector("baseline")
         with pytest.raises(SpinlensError, match="unknown technique model 'bert'"):
             load_detector("bert")
     finally:
@@ -167,7 +167,7 @@ def test_smoke_training_writes_a_loadable_model(few_articles, tmp_path) -> None:
 
 def test_train_command_reports_a_missing_data_folder(tmp_path) -> None:
     result = CliRunner().invoke(
-        train_app, ["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]
+        train_app, ["baseline", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")]
     )
     assert result.exit_code == 1
     assert "PTC data folder not found" in result.output

