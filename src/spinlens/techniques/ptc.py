@@ -25,9 +25,9 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from spinlens.errors import SpinlensError
 from spinlens.model import Article
@@ -360,3 +360,32 @@ def spans_by_article(labels: Iterable[Label]) -> Mapping[str, list[Label]]:
     for label in labels:
         grouped[label.article_id].append(label)
     return grouped
+
+
+def tc_template(gold: Sequence[Label]) -> list[Label]:
+    """The TC task's input: the gold spans with their techniques hidden."""
+    return [Label(la.article_id, la.start, la.end, UNKNOWN_TECHNIQUE) for la in gold]
+
+
+def validation_figures(
+    gold: Sequence[Label], si: Sequence[Label], tc: Sequence[Label], flc: Sequence[Label]
+) -> dict[str, Any]:
+    """A model's figures as model cards and benchmarks record them: SI, TC (labelling the gold
+    spans), FLC, and per technique."""
+    si_score, tc_score, flc_score = score_si(gold, si), score_tc(gold, tc), score_flc(gold, flc)
+
+    def prf(p: PRF) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in asdict(p).items()}
+
+    return {
+        "si": prf(si_score.overall),
+        "tc": prf(tc_score.overall),
+        "flc": prf(flc_score.overall),
+        "per_technique_f1": {
+            name: {
+                "tc": round(tc_score.per_technique[name].f1, 4),
+                "flc": round(flc_score.per_technique[name].f1, 4),
+            }
+            for name in NAMES
+        },
+    }

@@ -432,26 +432,12 @@ def evaluate(
     model: TransformerDetector, encoded: Mapping[str, Encoded], gold: Sequence[ptc.Label]
 ) -> dict[str, Any]:
     """Validation figures: SI, TC (labelling the gold spans), FLC, and per technique."""
-    si = ptc.score_si(gold, predict_si(model, encoded))
-    flc = ptc.score_flc(gold, predict_flc(model, encoded))
-    template = [ptc.Label(la.article_id, la.start, la.end, ptc.UNKNOWN_TECHNIQUE) for la in gold]
-    tc = ptc.score_tc(gold, predict_tc(model, encoded, template))
-
-    def prf(p: ptc.PRF) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(p).items()}
-
-    return {
-        "si": prf(si.overall),
-        "tc": prf(tc.overall),
-        "flc": prf(flc.overall),
-        "per_technique_f1": {
-            name: {
-                "tc": round(tc.per_technique[name].f1, 4),
-                "flc": round(flc.per_technique[name].f1, 4),
-            }
-            for name in NAMES
-        },
-    }
+    return ptc.validation_figures(
+        gold,
+        si=predict_si(model, encoded),
+        tc=predict_tc(model, encoded, ptc.tc_template(gold)),
+        flc=predict_flc(model, encoded),
+    )
 
 
 # --- export ------------------------------------------------------------------------------
