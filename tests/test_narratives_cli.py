@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 
 from spinlens.narratives.cli import narratives_app
 
-FIXTURES = Path(__file__).parent / "fixtures" / "narratives"
+from .narrative_fixtures import FIXTURES
+
 runner = CliRunner()
 
 

@@ -5,7 +5,8 @@ import pytest
 from spinlens.narratives.catalogue import CatalogueError, CatalogueStore
 from spinlens.narratives.importers import detect_format, import_file, read_claims
 
-FIXTURES = Path(__file__).parent / "fixtures" / "narratives"
+from .narrative_fixtures import FIXTURES
+
 SEMICOLON = FIXTURES / "euvsdisinfo_disproofs.csv"
 COMMA = FIXTURES / "euvsdisinfo_cases.csv"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "euvsdisinfo"

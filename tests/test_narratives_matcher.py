@@ -12,7 +12,8 @@ from spinlens.narratives.matcher import EmbeddingMatcher, passage_spans, plan_pa
 from spinlens.pipeline import Pipeline
 from spinlens.sentences import split_sentences
 
-FIXTURES = Path(__file__).parent / "fixtures" / "narratives"
+from .narrative_fixtures import FIXTURES
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "000_7ae2a392a41f3264.txt"
 
 ARTICLE = (
