@@ -1,8 +1,9 @@
 """The narratives tests' fixture folder.
 
-The two EUvsDisinfo-layout files are kept as ``*.csv.in`` with a first line saying their rows are
-invented, so no committed file reads like the real export; the tests get them as plain ``.csv``
-files in a temporary copy of the folder.
+The two EUvsDisinfo-layout files are kept as ``*.csv.in``: a first line saying their rows are
+invented, then the rows without the export's header line, so no committed file reads like the
+real export. The tests get them as plain ``.csv`` files, header restored, in a temporary copy of
+the folder.
 """
 
 from __future__ import annotations
@@ -13,6 +14,28 @@ import tempfile
 from pathlib import Path
 
 SOURCE = Path(__file__).parent / "fixtures" / "narratives"
+# The two EUvsDisinfo export layouts' header lines (see spinlens.narratives.importers).
+HEADERS = {
+    "euvsdisinfo_disproofs.csv.in": ";".join(
+        f'"{column}"'
+        for column in [
+            "issue",
+            "date",
+            "outlet",
+            "language",
+            "origin",
+            "reported by",
+            "keywords",
+            "source",
+            "title",
+            "summary",
+            "disproof",
+        ]
+    ),
+    "euvsdisinfo_cases.csv.in": ",".join(
+        ["date", "id", "title", "countries", "keywords", "languages", "outlets"]
+    ),
+}
 
 
 def _materialise() -> Path:
@@ -20,7 +43,8 @@ def _materialise() -> Path:
     atexit.register(shutil.rmtree, folder, True)
     for path in SOURCE.iterdir():
         if path.name.endswith(".csv.in"):
-            text = path.read_text(encoding="utf-8").split("\n", 1)[1]
+            rows = path.read_text(encoding="utf-8").split("\n", 1)[1]
+            text = HEADERS[path.name] + "\n" + rows
             (folder / path.name.removesuffix(".in")).write_text(text, encoding="utf-8")
         elif path.is_file():
             shutil.copy(path, folder / path.name)
