@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -292,7 +292,8 @@ def score_tc(gold: Sequence[Label], pred: Sequence[Label]) -> Score:
     """Task TC: the prediction must label exactly the gold spans (the template's)."""
     gold_by_span = _techniques_by_span(gold)
     pred_by_span = _techniques_by_span(pred)
-    for key in gold_by_span.keys() | pred_by_span.keys():
+    # In span order, so the error names the same (first) mismatch on every run.
+    for key in sorted(gold_by_span.keys() | pred_by_span.keys()):
         n_gold, n_pred = len(gold_by_span.get(key, [])), len(pred_by_span.get(key, []))
         if n_gold != n_pred:
             article_id, start, end = key
@@ -389,3 +390,29 @@ def validation_figures(
             for name in NAMES
         },
     }
+
+
+def label_template(
+    template: Sequence[Label],
+    known_articles: Collection[str],
+    rank: Callable[[str, list[tuple[int, int]]], list[list[str]]],
+) -> list[Label]:
+    """Task TC: label every template span with ``rank(article_id, spans)``, which returns each
+    span's techniques, likeliest first. A span listed n times gets its n likeliest techniques
+    (the scorer pairs repeated spans with their gold labels in any order)."""
+    by_article: dict[str, list[tuple[int, int]]] = {}
+    for article_id, start, end in Counter((la.article_id, la.start, la.end) for la in template):
+        if article_id not in known_articles:
+            raise SpinlensError(f"template names article {article_id}, which is not given")
+        by_article.setdefault(article_id, []).append((start, end))
+    ranking: dict[tuple[str, int, int], list[str]] = {}
+    for article_id, spans in by_article.items():
+        for (start, end), techniques in zip(spans, rank(article_id, spans), strict=True):
+            ranking[(article_id, start, end)] = techniques
+    out: list[Label] = []
+    used: Counter[tuple[str, int, int]] = Counter()
+    for la in template:
+        key = (la.article_id, la.start, la.end)
+        out.append(Label(la.article_id, la.start, la.end, ranking[key][used[key]]))
+        used[key] += 1
+    return out
