@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from spinlens.errors import SpinlensError
 from spinlens.model import Article, Finding
 from spinlens.sentences import split_sentences
-from spinlens.techniques.ptc import Label
+from spinlens.techniques.ptc import Label, label_template
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
@@ -446,20 +446,9 @@ def predict_flc(model: LinearDetector, docs: Mapping[str, Doc]) -> list[Label]:
 def predict_tc(
     model: LinearDetector, docs: Mapping[str, Doc], template: Sequence[Label]
 ) -> list[Label]:
-    """Task TC: label every template span; a span listed n times gets its n likeliest
-    techniques (the scorer pairs repeated spans with their gold labels in any order)."""
-    repeats = Counter((la.article_id, la.start, la.end) for la in template)
-    labelled: dict[tuple[str, int, int], list[str]] = {}
-    for article_id, start, end in repeats:
-        doc = docs.get(article_id)
-        if doc is None:
-            raise SpinlensError(f"template names article {article_id}, which is not given")
-        ranking = list(model.classify_spans(doc, [(start, end)])[0])
-        labelled[(article_id, start, end)] = ranking
-    out: list[Label] = []
-    used: Counter[tuple[str, int, int]] = Counter()
-    for la in template:
-        key = (la.article_id, la.start, la.end)
-        out.append(Label(la.article_id, la.start, la.end, labelled[key][used[key]]))
-        used[key] += 1
-    return out
+    """Task TC: label every template span (see ``ptc.label_template``)."""
+    return label_template(
+        template,
+        docs,
+        lambda article_id, spans: [list(p) for p in model.classify_spans(docs[article_id], spans)],
+    )

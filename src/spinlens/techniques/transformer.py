@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from numpy.typing import NDArray
 from spinlens.errors import SpinlensError
 from spinlens.model import Article, Finding
 from spinlens.techniques.baseline import ANY, Decoding, Doc, decode_runs
-from spinlens.techniques.ptc import Label
+from spinlens.techniques.ptc import Label, label_template
 
 FORMAT = "spinlens.transformer-ptc/1"
 MODEL_FILE = "model.onnx"
@@ -408,23 +407,11 @@ def predict_flc(model: TransformerDetector, encoded: Mapping[str, Encoded]) -> l
 def predict_tc(
     model: TransformerDetector, encoded: Mapping[str, Encoded], template: Sequence[Label]
 ) -> list[Label]:
-    """Label every template span; a span listed n times gets its n likeliest techniques."""
-    repeats = Counter((la.article_id, la.start, la.end) for la in template)
-    by_article: dict[str, list[tuple[int, int]]] = {}
-    for article_id, start, end in repeats:
-        if article_id not in encoded:
-            raise SpinlensError(f"template names article {article_id}, which is not given")
-        by_article.setdefault(article_id, []).append((start, end))
-    ranking: dict[tuple[str, int, int], list[str]] = {}
-    for article_id, spans in by_article.items():
-        for (start, end), probs in zip(
-            spans, model.classify_encoded(encoded[article_id], spans), strict=True
-        ):
-            ranking[(article_id, start, end)] = list(probs)
-    out: list[Label] = []
-    used: Counter[tuple[str, int, int]] = Counter()
-    for la in template:
-        key = (la.article_id, la.start, la.end)
-        out.append(Label(la.article_id, la.start, la.end, ranking[key][used[key]]))
-        used[key] += 1
-    return out
+    """Task TC: label every template span (see ``ptc.label_template``)."""
+    return label_template(
+        template,
+        encoded,
+        lambda article_id, spans: [
+            list(p) for p in model.classify_encoded(encoded[article_id], spans)
+        ],
+    )
