@@ -17,7 +17,7 @@ Recipe (every number below is a default of :class:`TrainConfig`, measured on the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -281,12 +281,19 @@ def _f1(sums: Sequence[ptc.SpanSums]) -> float:
 
 
 def choose_decodings(
-    model: LinearDetector, docs: Mapping[str, Doc], gold: Sequence[ptc.Label]
+    heads: Sequence[str],
+    docs: Mapping[str, Doc],
+    probabilities: Mapping[str, NDArray[np.float32]],
+    gold: Sequence[ptc.Label],
+    only: Collection[str] | None = None,
 ) -> dict[str, Decoding | None]:
-    """Per head, the threshold and gap that maximise validation F1 (see the module doc)."""
-    probabilities = {i: model.token_probabilities(doc) for i, doc in docs.items()}
+    """Per head, the threshold and gap that maximise validation F1 (see the module doc), from
+    each article's token probabilities (tokens x heads). Shared by both trainers; ``only``
+    restricts the search to some heads."""
     options: dict[str, list[tuple[Decoding | None, ptc.SpanSums]]] = {}
-    for column, head in enumerate(model.heads):
+    for column, head in enumerate(heads):
+        if only is not None and head not in only:
+            continue
         head_gold = [
             ptc.Label(la.article_id, la.start, la.end, head)
             for la in gold
@@ -313,7 +320,7 @@ def choose_decodings(
         head: max(range(len(opts)), key=lambda k, o=opts: _f1([o[k][1]]))  # type: ignore[misc]
         for head, opts in options.items()
     }
-    techniques = [head for head in model.heads if head != ANY]
+    techniques = [head for head in options if head != ANY]
     for _ in range(3):  # coordinate ascent on overall FLC F1
         for head in techniques:
 
@@ -356,7 +363,8 @@ def train(
     span_c, _ = _choose_span_c(docs, corpus, train_ids, val_ids, config, log)
     model = _fit(docs, corpus, train_ids, config, span_c, log)
     val_docs = {i: docs[i] for i in val_ids}
-    model.decodings = choose_decodings(model, val_docs, val_gold)
+    probabilities = {i: model.token_probabilities(doc) for i, doc in val_docs.items()}
+    model.decodings = choose_decodings(model.heads, val_docs, probabilities, val_gold)
     metrics = evaluate(model, val_docs, val_gold)
     log(
         f"validation: SI F1 {metrics['si']['f1']:.4f}, TC micro-F1 {metrics['tc']['f1']:.4f}, "

@@ -39,9 +39,9 @@ from numpy.typing import NDArray
 
 from spinlens.errors import SpinlensError
 from spinlens.techniques import ptc
-from spinlens.techniques.baseline import ANY, Decoding, Doc, decode_runs
+from spinlens.techniques.baseline import ANY, Decoding, Doc
 from spinlens.techniques.taxonomy import NAMES
-from spinlens.techniques.train_baseline import GAPS, THRESHOLDS, load_corpus
+from spinlens.techniques.train_baseline import choose_decodings, load_corpus
 from spinlens.techniques.transformer import (
     FORMAT,
     HEADS_FILE,
@@ -239,70 +239,16 @@ def _train_step(
 # --- choosing on validation --------------------------------------------------------------
 
 
-def _f1(sums: Sequence[ptc.SpanSums]) -> float:
-    total = ptc.SpanSums(
-        sum(s.prec_sum for s in sums),
-        sum(s.n_pred for s in sums),
-        sum(s.rec_sum for s in sums),
-        sum(s.n_gold for s in sums),
-    )
-    return total.prf().f1
-
-
-def _head_gold(gold: Sequence[ptc.Label], head: str) -> list[ptc.Label]:
-    return [
-        ptc.Label(la.article_id, la.start, la.end, head)
-        for la in gold
-        if head == ANY or la.technique == head
-    ]
-
-
-def _runs(
-    encoded: Mapping[str, Encoded], column: int, head: str, decoding: Decoding
-) -> list[ptc.Label]:
-    return [
-        ptc.Label(i, enc.doc.tokens[a].start, enc.doc.tokens[b].end, head)
-        for i, enc in encoded.items()
-        for a, b, _ in decode_runs(enc.doc, enc.word_probs[:, column], decoding)
-    ]
-
-
-def choose_decodings(
+def _decodings(
     heads: Sequence[str],
     encoded: Mapping[str, Encoded],
     gold: Sequence[ptc.Label],
     only: Sequence[str] | None = None,
 ) -> dict[str, Decoding | None]:
-    """Per head, the threshold and gap that maximise validation F1 (SI for "any"; for the
-    techniques overall FLC F1 by coordinate ascent, "off" being one of the choices)."""
-    options: dict[str, list[tuple[Decoding | None, ptc.SpanSums]]] = {}
-    for column, head in enumerate(heads):
-        if only is not None and head not in only:
-            continue
-        head_gold = _head_gold(gold, head)
-        nothing = ptc.flc_sums(head_gold, []).get(head, ptc.SpanSums(0.0, 0, 0.0, 0))
-        head_options: list[tuple[Decoding | None, ptc.SpanSums]] = (
-            [] if head == ANY else [(None, nothing)]
-        )
-        for threshold in THRESHOLDS:
-            for gap in GAPS:
-                decoding = Decoding(threshold, gap)
-                pred = _runs(encoded, column, head, decoding)
-                head_options.append((decoding, ptc.flc_sums(head_gold, pred).get(head, nothing)))
-        options[head] = head_options
-    chosen = {
-        head: max(range(len(opts)), key=lambda k, o=opts: _f1([o[k][1]]))  # type: ignore[misc]
-        for head, opts in options.items()
-    }
-    techniques = [head for head in options if head != ANY]
-    for _ in range(3):  # coordinate ascent on overall FLC F1
-        for head in techniques:
-
-            def overall(k: int, h: str = head) -> float:
-                return _f1([options[t][k if t == h else chosen[t]][1] for t in techniques])
-
-            chosen[head] = max(range(len(options[head])), key=overall)
-    return {head: options[head][k][0] for head, k in chosen.items()}
+    """``train_baseline.choose_decodings`` over the transformer's word probabilities."""
+    docs = {i: enc.doc for i, enc in encoded.items()}
+    probabilities = {i: enc.word_probs for i, enc in encoded.items()}
+    return choose_decodings(heads, docs, probabilities, gold, only)
 
 
 def _span_credit(span: tuple[int, int], gold: Sequence[tuple[int, int]]) -> float:
@@ -616,7 +562,7 @@ def train(
         _write_heads(model, out)
         detector = TransformerDetector(out, session=TorchSession(model), threads=config.threads)
         encoded = encode_all(detector, val_docs)
-        detector.decodings.update(choose_decodings(heads, encoded, val_gold, only=[ANY]))
+        detector.decodings.update(_decodings(heads, encoded, val_gold, only=[ANY]))
         template = [ptc.Label(la.article_id, la.start, la.end, "?") for la in val_gold]
         si = ptc.score_si(val_gold, predict_si(detector, encoded)).overall.f1
         tc = ptc.score_tc(val_gold, predict_tc(detector, encoded, template)).overall.f1
@@ -679,7 +625,7 @@ def finish(
     ``out``; write them to its model.json and return what was added."""
     detector = TransformerDetector(out, threads=config.threads)
     encoded = encode_all(detector, val_docs)
-    detector.decodings = choose_decodings(detector.heads, encoded, val_gold)
+    detector.decodings = _decodings(detector.heads, encoded, val_gold)
     detector.tc_temperature = fit_temperature(detector, encoded, val_gold)
     data = calibration_data(detector, encoded, val_gold)
     detector.calibration = fit_calibration(data)
