@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtypes", default="f16", help="usearch storage types, comma-separated")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--expansion-add", type=int, default=128, help="HNSW build beam (lower: faster build)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     from threadpoolctl import threadpool_limits
@@ -85,7 +88,9 @@ def main() -> None:
     rows.append((f"exact numpy top-{TOP}, one query at a time", f"{single:.0f} ms/q"))
 
     for dtype in args.dtypes.split(","):
-        index = Index(ndim=DIM, metric="ip", dtype=dtype, connectivity=16)
+        index = Index(
+            ndim=DIM, metric="ip", dtype=dtype, connectivity=16, expansion_add=args.expansion_add
+        )
         started = time.perf_counter()
         index.add(np.arange(args.vectors), vectors, threads=args.threads)
         build = time.perf_counter() - started
@@ -97,7 +102,7 @@ def main() -> None:
             index.search(q, TOP, threads=1)
         ann_single = (time.perf_counter() - started) / 50 * 1e3
         recall = np.mean([len(set(a) & set(t)) / TOP for a, t in zip(found, truth, strict=True)])
-        label = f"usearch HNSW ({dtype}, M=16)"
+        label = f"usearch HNSW ({dtype}, M=16, ef_add={args.expansion_add})"
         rows.append((f"{label}: build, {args.threads} threads", f"{build:.0f} s"))
         rows.append((f"{label}: memory", f"{index.memory_usage / 2**30:.2f} GiB"))
         rows.append((f"{label}: top-{TOP} batched", f"{ann_batched:.2f} ms/q"))

@@ -151,6 +151,20 @@ def test_search_ranks_the_paraphrased_claim_first(tmp_path: Path) -> None:
     assert results[0].score >= results[1].score >= results[2].score
 
 
+def test_search_lists_a_claim_catalogued_twice_once(tmp_path: Path) -> None:
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        for name in ("desk-a", "desk-b"):  # two newsrooms' lists share one claim
+            import_file(store, FIXTURES / "team.csv", catalogue=name)
+    matcher = EmbeddingMatcher(store_path=store_path, catalogues=["desk-a", "desk-b"])
+    (results,) = matcher.search(["Hacked voting machines decided the election"], top=3)
+    titles = [r.title for r in results]
+    assert titles[0] == "The election was decided by hacked voting machines"
+    # Four items (two claims, each in both lists) but only two distinct claims to show.
+    assert len(matcher.index.items) == 4
+    assert len(titles) == len(set(titles)) == 2
+
+
 @pytest.mark.shared
 def test_example_article_shows_the_documented_narratives_with_evidence() -> None:
     if not EXAMPLE.is_file():
@@ -196,3 +210,15 @@ def test_a_language_no_encoder_knows_gets_a_warning_not_guesses() -> None:
     assert analysis.article.language == "sw"
     assert analysis.narratives == []
     assert "narratives are not available for language 'sw'" in analysis.warnings
+
+
+def test_reports_name_the_encoder_that_matched_the_article() -> None:
+    matcher = EmbeddingMatcher()
+    russian = (FIXTURES / "short_ru.txt").read_text(encoding="utf-8")
+    document = Document(
+        source=Source(kind="file", location="ru.txt"), body=russian, media_type="text/plain"
+    )
+    analysis = Pipeline(matchers=[matcher]).analyze(document)
+    assert analysis.article.language == "ru"
+    assert analysis.models["narratives"].startswith("use-multilingual-v3@")
+    assert matcher.name_for("en") == matcher.name and "use-multilingual" not in matcher.name

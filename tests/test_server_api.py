@@ -91,6 +91,9 @@ class PhraseMatcher:
     def supports(self, language: str | None) -> bool:
         return True
 
+    def name_for(self, language: str | None) -> str:
+        return self.name
+
     def match(self, article: Article) -> list[NarrativeMatch]:
         out = []
         for phrase, (claim_id, title, disproof) in self.claims.items():

