@@ -320,7 +320,7 @@ def torch_encode(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: i
     import torch
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), 384), dtype=np.float32)
+    out = np.zeros((len(texts), model.bert.config.hidden_size), dtype=np.float32)
     model.eval()
     with torch.inference_mode():
         for first in range(0, len(order), batch_size):
