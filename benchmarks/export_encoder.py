@@ -18,7 +18,8 @@ from pathlib import Path
 from tokenizers import Tokenizer
 from transformers import AutoModel
 
-from spinlens.narratives.train_encoder import default_weights, export_onnx, sentence_encoder
+from spinlens.narratives.train_encoder import export_onnx, sentence_encoder
+from spinlens.techniques.train_transformer import default_weights
 
 
 def main() -> None:

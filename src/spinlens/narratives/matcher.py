@@ -284,11 +284,11 @@ class EmbeddingMatcher:
 
     def supports(self, language: str | None) -> bool:
         """Whether articles in ``language`` (a py3langid code; None: unknown) can be matched."""
-        return language is None or language == "en" or language in MULTILINGUAL_LANGUAGES
+        return _is_english(language) or language in MULTILINGUAL_LANGUAGES
 
     def name_for(self, language: str | None) -> str:
         """The encoder and catalogue that match articles in ``language`` (for ``models``)."""
-        if language in (None, "en") or not self.supports(language):
+        if _is_english(language) or not self.supports(language):
             return self.name
         encoder = self._multilingual_encoder
         encoder_name = encoder.name if encoder is not None else multilingual_encoder_name()
@@ -321,7 +321,7 @@ class EmbeddingMatcher:
         plan = plan_passages(article.text, spans)
         if not plan.spans or not self.index.items:
             return []
-        if article.language in (None, "en"):
+        if _is_english(article.language):
             encoder, index = self.encoder, self.index
             threshold, claim_threshold = self.threshold, self.claim_threshold
         else:
@@ -443,6 +443,11 @@ def plan_passages(text: str, sentences: Sequence[tuple[int, int]]) -> PassagePla
 def passage_spans(text: str, sentences: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """The (start, end) offsets into ``text`` of the passages ``plan_passages`` makes."""
     return plan_passages(text, sentences).spans
+
+
+def _is_english(language: str | None) -> bool:
+    """Articles MiniLM matches: English, and those whose language is unknown."""
+    return language is None or language == "en"
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

@@ -45,6 +45,7 @@ import numpy as np
 from spinlens.errors import SpinlensError
 from spinlens.narratives.catalogue import CatalogueStore, Claim, normalize_title
 from spinlens.narratives.importers import import_file
+from spinlens.techniques.train_transformer import default_weights, require_training_extra
 
 MAX_TOKENS = 256  # the shipped graph accepts what the runtime encoder feeds it (embed.MAX_TOKENS)
 MIN_MEAN_COSINE = 0.99
@@ -72,12 +73,6 @@ class TrainConfig:
     anchor_weight: float = 1.0
     anchors: int = 8000
     threads: int = 2
-
-
-def default_weights() -> Path:
-    from spinlens.techniques.train_transformer import default_weights as minilm
-
-    return minilm()
 
 
 # --- data --------------------------------------------------------------------------------
@@ -346,8 +341,6 @@ def train(
     ``anchors_dir``: a folder of news articles (``*.txt``) whose sentences anchor the model.
     """
     claims = load_claims(euvsdisinfo_dir)  # missing data is the likelier mistake: say it first
-    from spinlens.techniques.train_transformer import require_training_extra
-
     require_training_extra()
     import torch
     from tokenizers import Tokenizer
