@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from spinlens.errors import SpinlensError
+from spinlens.model import Article
 from spinlens.techniques import ptc
+from spinlens.techniques.baseline import Decoding, Doc, decode_runs, smoothed
 from spinlens.techniques.cli import ptc_app, train_app
 from spinlens.techniques.detectors import load_detector, load_linear
 from spinlens.techniques.taxonomy import NAMES
@@ -171,3 +174,14 @@ def test_train_command_reports_a_missing_data_folder(tmp_path) -> None:
     )
     assert result.exit_code == 1
     assert "PTC data folder not found" in result.output
+
+
+def test_smoothing_carries_a_weak_word_between_confident_ones() -> None:
+    doc = Doc(Article(text="They are lying greedy thieves and they know it", language="en"))
+    probs = np.array([0.1, 0.3, 0.9, 0.4, 0.9, 0.2, 0.1, 0.1, 0.1], dtype=np.float32)
+    plain = decode_runs(doc, probs, Decoding(0.5, 0))
+    assert [(a, b) for a, b, _ in plain] == [(2, 2), (4, 4)]  # "lying", "thieves" apart
+    joined = decode_runs(doc, probs, Decoding(0.5, 0, smooth=3))
+    assert [(a, b) for a, b, _ in joined] == [(2, 4)]  # "lying greedy thieves": one span
+    np.testing.assert_allclose(smoothed(probs, 3)[0], 0.2, rtol=1e-6)  # the ends average two
+    assert smoothed(probs, 1) is probs

@@ -225,6 +225,19 @@ class Decoding:
 
     threshold: float  # a token is inside a span when its probability is at least this
     gap: int  # runs separated by at most this many tokens below threshold are joined
+    # Probabilities are first averaged over this many neighbouring tokens (1: not smoothed),
+    # so one confident word carries its weaker neighbours and a lone dip does not split a span.
+    smooth: int = 1
+
+
+def smoothed(probabilities: NDArray[np.float32], width: int) -> NDArray[np.float32]:
+    """Moving mean over ``width`` tokens centred on each token (shorter at the text's ends)."""
+    if width <= 1 or probabilities.size == 0:
+        return probabilities
+    kernel = np.ones(width, dtype=np.float32)
+    sums = np.convolve(probabilities, kernel, mode="same")
+    counts = np.convolve(np.ones_like(probabilities), kernel, mode="same")
+    return (sums / counts).astype(np.float32)
 
 
 def decode_runs(
@@ -236,6 +249,7 @@ def decode_runs(
     tokens at or above the threshold, joined when at most ``gap`` content tokens below it lie
     between them, and never crosses a sentence boundary.
     """
+    probabilities = smoothed(probabilities, decoding.smooth)
     content = doc.content
     above = content[probabilities[content] >= decoding.threshold]
     if above.size == 0:

@@ -16,6 +16,7 @@ Recipe (every number below is a default of :class:`TrainConfig`, measured on the
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -44,7 +45,8 @@ from spinlens.techniques.baseline import (
 from spinlens.techniques.taxonomy import NAMES
 
 THRESHOLDS = (0.02, 0.03, 0.05, 0.07, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)
-GAPS = (0, 1, 2, 3, 5, 8)
+GAPS = (0, 1, 2, 3, 5, 8, 12)
+SMOOTHING = (1, 3)  # moving-mean widths (Decoding.smooth)
 SPAN_C = (0.3, 1.0, 3.0, 10.0)
 
 
@@ -304,16 +306,15 @@ def choose_decodings(
         head_options: list[tuple[Decoding | None, ptc.SpanSums]] = (
             [] if head == ANY else [(None, nothing)]
         )
-        for threshold in THRESHOLDS:
-            for gap in GAPS:
-                decoding = Decoding(threshold, gap)
-                pred = [
-                    ptc.Label(i, doc.tokens[a].start, doc.tokens[b].end, head)
-                    for i, doc in docs.items()
-                    for a, b, _ in decode_runs(doc, probabilities[i][:, column], decoding)
-                ]
-                sums = ptc.flc_sums(head_gold, pred).get(head, nothing)
-                head_options.append((decoding, sums))
+        for threshold, gap, smooth in itertools.product(THRESHOLDS, GAPS, SMOOTHING):
+            decoding = Decoding(threshold, gap, smooth)
+            pred = [
+                ptc.Label(i, doc.tokens[a].start, doc.tokens[b].end, head)
+                for i, doc in docs.items()
+                for a, b, _ in decode_runs(doc, probabilities[i][:, column], decoding)
+            ]
+            sums = ptc.flc_sums(head_gold, pred).get(head, nothing)
+            head_options.append((decoding, sums))
         options[head] = head_options
 
     chosen = {
