@@ -206,6 +206,23 @@ def techniques(
     keep_fp32: Annotated[
         Path | None, typer.Option(help="Also keep the fp32 ONNX graph at this path.")
     ] = None,
+    release: Annotated[
+        int, typer.Option(help="Release number, part of the model's name (<folder>@<release>).")
+    ] = 1,
+    si_share: Annotated[
+        float, typer.Option(help="Share of the token loss on the propaganda-span (SI) head.")
+    ] = 0.5,
+    teacher: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Self-training: a model trained on the same split that labels --unlabelled "
+            "(repeat for an ensemble: their probabilities are averaged)."
+        ),
+    ] = None,
+    unlabelled: Annotated[
+        list[Path] | None,
+        typer.Option(help="Self-training: folders of article<ID>.txt without labels (repeat)."),
+    ] = None,
 ) -> None:
     """Fine-tune the transformer detector (needs torch and transformers; see the model card)."""
     from spinlens.techniques.train_transformer import TrainConfig
@@ -220,6 +237,10 @@ def techniques(
                 validation_share=validation_share,
                 epochs=epochs,
                 max_minutes=max_minutes,
+                si_share=si_share,
+                release=release,
+                teachers=tuple(str(t) for t in teacher or ()),
+                unlabelled=tuple(str(u) for u in unlabelled or ()),
             ),
             weights=weights,
             fp32_out=keep_fp32,

@@ -12,7 +12,11 @@ Recipe (defaults of :class:`TrainConfig`):
    fresh random offset each epoch, so window edges move); every piece gets 15 binary targets
    (14 techniques + "any"), so overlapping spans of different techniques are learnt together.
    Loss: token BCE with a per-head ``pos_weight`` (sqrt of negatives/positives, capped; the class
-   imbalance) plus the TC head's cross-entropy on every gold span inside the window.
+   imbalance), half of it on the "any" head (task SI) and half shared by the 14 technique heads
+   (``si_share``), plus the TC head's cross-entropy on every gold span inside the window.
+   Self-training (``teachers`` and ``unlabelled``): a model trained the same way labels the
+   unlabelled PTC dev and test texts; its piece probabilities are soft targets for the token
+   heads, read alongside the gold-labelled articles.
 3. After each epoch the model is scored on validation (SI F1 at the best threshold, TC
    accuracy); the best epoch is kept, exported to ONNX and quantised to int8.
 4. On validation, with the int8 ONNX model: per head the threshold and gap that maximise F1 (SI
@@ -75,7 +79,16 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_pos_weight: float = 30.0
     span_loss_weight: float = 1.0
+    # Share of the token loss on the "any" head (task SI); the 14 technique heads share the
+    # rest. 1/15 (every head alike) was the first recipe.
+    si_share: float = 0.5
+    # Self-training: teacher model folders (trained on the same split) label the articles of
+    # these folders with their mean piece probabilities, soft targets (token loss only).
+    teachers: tuple[str, ...] = ()
+    unlabelled: tuple[str, ...] = ()
+    unlabelled_weight: float = 1.0
     threads: int = 2
+    release: int = 1  # the model's name is <folder>@<release>: bump it for each shipped model
     max_minutes: float = 120.0  # stop after the epoch that passes this
 
 
@@ -111,6 +124,7 @@ class TrainDoc:
     offsets: NDArray[np.int64]
     targets: NDArray[np.float32]  # pieces x heads
     spans: list[tuple[int, int, int, list[float]]]  # first piece, last piece, class, extras
+    weight: float = 1.0  # of its token loss (pseudo-labelled articles may count less)
 
 
 def make_train_doc(
@@ -128,6 +142,49 @@ def make_train_doc(
         targets[first:last, -1] = 1.0
         spans.append((first, last, column, span_extras(text, la.start, la.end, last - first)))
     return TrainDoc(text, ids, offsets, targets, spans)
+
+
+def pseudo_labelled_docs(
+    teacher_dirs: Sequence[str | Path],
+    folders: Sequence[str | Path],
+    tokenizer: Any,
+    validation_ids: Sequence[str],
+    weight: float,
+    threads: int,
+) -> list[TrainDoc]:
+    """Unlabelled articles with the teachers' mean piece probabilities as soft targets (an
+    ensemble of several teachers is distilled into the student).
+
+    Every teacher must have held out exactly these validation articles, or what it learnt from
+    them would reach the student and the validation figures would flatter it.
+    """
+    texts = {}
+    for folder in folders:
+        for article_id, text in ptc.read_articles(folder).items():
+            if article_id in validation_ids:
+                raise SpinlensError(f"unlabelled article {article_id} is a validation article")
+            texts[article_id] = text
+    ids = sorted(texts)
+    pieces = [encode_text(tokenizer, texts[i]) for i in ids]
+    by_teacher = []
+    for teacher_dir in teacher_dirs:
+        teacher = TransformerDetector(teacher_dir, threads=threads)
+        held_out = teacher.meta.get("validation", {}).get("ids")
+        if held_out is None or sorted(held_out) != sorted(validation_ids):
+            raise SpinlensError(
+                f"teacher {teacher_dir} was not validated on this split; train it with the "
+                "same seed and validation share"
+            )
+        encoded = teacher.encode_docs([Doc(ptc.to_article(texts[i])) for i in ids])
+        for (piece_ids, _), enc in zip(pieces, encoded, strict=True):
+            if len(piece_ids) != len(enc.piece_probs):
+                raise SpinlensError(f"teacher {teacher_dir} tokenizes differently from the student")
+        by_teacher.append([enc.piece_probs for enc in encoded])
+    targets = [np.mean(probs, axis=0).astype(np.float32) for probs in zip(*by_teacher, strict=True)]
+    return [
+        TrainDoc(texts[i], piece_ids, offsets, target, [], weight)
+        for i, (piece_ids, offsets), target in zip(ids, pieces, targets, strict=True)
+    ]
 
 
 # --- the PyTorch model -------------------------------------------------------------------
@@ -202,6 +259,7 @@ def _train_step(
     sep_id: int,
     pos_weight: Any,
     span_weight: float,
+    si_share: float,
 ) -> tuple[Any, float, float]:
     import torch
 
@@ -219,12 +277,13 @@ def _train_step(
         ids[row, 1 : n + 1] = torch.from_numpy(docs[d].ids[s:e])
         mask[row, : n + 2] = 1
         targets[row, 1 : n + 1] = torch.from_numpy(docs[d].targets[s:e])
-        valid[row, 1 : n + 1] = 1.0
+        valid[row, 1 : n + 1] = docs[d].weight
     logits, hidden = model(ids, mask)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(
         logits, targets, pos_weight=pos_weight, reduction="none"
     )
-    token_loss = (bce.mean(-1) * valid).sum() / valid.sum()
+    per_piece = (1.0 - si_share) * bce[..., :-1].mean(-1) + si_share * bce[..., -1]
+    token_loss = (per_piece * valid).sum() / (valid > 0).sum()
     vectors, classes = [], []
     for row, (d, s, e) in enumerate(batch):
         for first, last, column, extras in docs[d].spans:
@@ -250,7 +309,7 @@ def _train_step(
 # --- choosing on validation --------------------------------------------------------------
 
 
-def _decodings(
+def choose_transformer_decodings(
     heads: Sequence[str],
     encoded: Mapping[str, Encoded],
     gold: Sequence[ptc.Label],
@@ -435,7 +494,7 @@ def _write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
 
 def _decodings_json(decodings: Mapping[str, Decoding | None]) -> dict[str, Any]:
     return {
-        head: None if d is None else {"threshold": d.threshold, "gap": d.gap}
+        head: None if d is None else {"threshold": d.threshold, "gap": d.gap, "smooth": d.smooth}
         for head, d in decodings.items()
     }
 
@@ -490,6 +549,20 @@ def train(
         np.sqrt((n_pieces - positives) / np.maximum(positives, 1.0)), 1.0, config.max_pos_weight
     )
     log(f"{n_pieces} training pieces; pos_weight per head: {np.round(pos_weight, 1).tolist()}")
+    if config.teachers and config.unlabelled:
+        pseudo = pseudo_labelled_docs(
+            config.teachers,
+            config.unlabelled,
+            tokenizer,
+            val_ids,
+            config.unlabelled_weight,
+            config.threads,
+        )
+        train_docs.extend(pseudo)
+        log(
+            f"self-training: {len(pseudo)} unlabelled articles labelled by "
+            + ", ".join(config.teachers)
+        )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -500,7 +573,7 @@ def train(
     model = build_model(weights, len(heads), len(techniques))
     meta: dict[str, Any] = {
         "format": FORMAT,
-        "name": out.name.replace("-int8", "") + "@1",
+        "name": f"{out.name.replace('-int8', '')}@{config.release}",
         "base_encoder": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)",
         "techniques": techniques,
         "window": config.window,
@@ -549,7 +622,14 @@ def train(
         for first in range(0, len(jobs), config.batch_size):
             batch = jobs[first : first + config.batch_size]
             loss, token_loss, span_loss = _train_step(
-                model, train_docs, batch, cls_id, sep_id, pos_weight_t, config.span_loss_weight
+                model,
+                train_docs,
+                batch,
+                cls_id,
+                sep_id,
+                pos_weight_t,
+                config.span_loss_weight,
+                config.si_share,
             )
             optimizer.zero_grad()
             loss.backward()
@@ -570,7 +650,9 @@ def train(
         _write_heads(model, out)
         detector = TransformerDetector(out, session=TorchSession(model), threads=config.threads)
         encoded = encode_all(detector, val_docs)
-        detector.decodings.update(_decodings(heads, encoded, val_gold, only=[ANY]))
+        detector.decodings.update(
+            choose_transformer_decodings(heads, encoded, val_gold, only=[ANY])
+        )
         template = [ptc.Label(la.article_id, la.start, la.end, "?") for la in val_gold]
         si = ptc.score_si(val_gold, predict_si(detector, encoded)).overall.f1
         tc = ptc.score_tc(val_gold, predict_tc(detector, encoded, template)).overall.f1
@@ -633,7 +715,7 @@ def finish(
     ``out``; write them to its model.json and return what was added."""
     detector = TransformerDetector(out, threads=config.threads)
     encoded = encode_all(detector, val_docs)
-    detector.decodings = _decodings(detector.heads, encoded, val_gold)
+    detector.decodings = choose_transformer_decodings(detector.heads, encoded, val_gold)
     detector.tc_temperature = fit_temperature(detector, encoded, val_gold)
     data = calibration_data(detector, encoded, val_gold)
     detector.calibration = fit_calibration(data)

@@ -192,7 +192,9 @@ class TransformerDetector:
                 head: (float(a), float(b)) for head, (a, b) in meta.get("calibration", {}).items()
             }
             self.decodings: dict[str, Decoding | None] = {
-                head: None if d is None else Decoding(float(d["threshold"]), int(d["gap"]))
+                head: None
+                if d is None
+                else Decoding(float(d["threshold"]), int(d["gap"]), int(d.get("smooth", 1)))
                 for head, d in meta["decodings"].items()
             }
         except (KeyError, TypeError, ValueError) as error:
@@ -223,7 +225,11 @@ class TransformerDetector:
             if not 0.0 < float(value) < 1.0:
                 raise SpinlensError(f"technique thresholds: {head} must be between 0 and 1")
             current = self.decodings.get(head)
-            self.decodings[head] = Decoding(float(value), current.gap if current else 1)
+            self.decodings[head] = (
+                Decoding(float(value), current.gap, current.smooth)
+                if current
+                else Decoding(float(value), 1)
+            )
 
     # --- the encoder -----------------------------------------------------------------------
 

@@ -1,0 +1,98 @@
+"""Self-training data for the transformer detector: unlabelled articles labelled by a teacher
+(ONNX Runtime only, so no torch needed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from spinlens.config import models_dir
+from spinlens.errors import SpinlensError
+from spinlens.techniques.train_transformer import pseudo_labelled_docs
+from spinlens.techniques.transformer import TransformerDetector
+
+MODEL = models_dir() / "minilm-ptc"
+pytestmark = pytest.mark.skipif(
+    not (MODEL / "model.onnx").is_file(), reason=f"transformer model not present at {MODEL}"
+)
+
+ARTICLES = {
+    "900001": "Traitors Sell Out Our Nation\n\nThe corrupt elites betrayed every decent worker. "
+    "These radical thugs want to destroy our country.\n",
+    "900002": "Council Approves Budget\n\nThe council approved the budget on Tuesday after "
+    "a two-hour meeting.\n",
+}
+
+
+def _folder(root: Path, articles: dict[str, str]) -> Path:
+    folder = root / "unlabelled"
+    folder.mkdir()
+    for article_id, text in articles.items():
+        (folder / f"article{article_id}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+def _validation_ids() -> list[str]:
+    return json.loads((MODEL / "model.json").read_text(encoding="utf-8"))["validation"]["ids"]
+
+
+def _tokenizer() -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(MODEL / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def test_unlabelled_articles_get_the_teachers_probabilities_as_soft_targets(
+    tmp_path: Path,
+) -> None:
+    folder = _folder(tmp_path, ARTICLES)
+    docs = pseudo_labelled_docs([MODEL], [folder], _tokenizer(), _validation_ids(), 0.5, 2)
+    assert [d.text for d in docs] == [ARTICLES["900001"], ARTICLES["900002"]]
+    teacher = TransformerDetector(MODEL)
+    for doc in docs:
+        assert doc.spans == []  # no gold spans: token loss only
+        assert doc.weight == 0.5
+        assert doc.targets.shape == (len(doc.ids), len(teacher.heads))
+        assert doc.targets.min() >= 0.0 and doc.targets.max() <= 1.0
+    # Soft, not rounded: the loaded headline is more "propaganda" than the council minutes.
+    loaded, plain = (float(d.targets[:, -1].mean()) for d in docs)
+    assert loaded > plain
+    assert not np.isin(docs[0].targets, [0.0, 1.0]).all()
+
+
+def test_an_ensemble_of_teachers_gives_their_mean_probabilities(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, ARTICLES)
+    one = pseudo_labelled_docs([MODEL], [folder], _tokenizer(), _validation_ids(), 1.0, 2)
+    two = pseudo_labelled_docs([MODEL, MODEL], [folder], _tokenizer(), _validation_ids(), 1.0, 2)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_allclose(a.targets, b.targets, atol=1e-6)
+
+
+def test_a_teacher_from_another_split_is_refused(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, ARTICLES)
+    with pytest.raises(SpinlensError, match="not validated on this split"):
+        pseudo_labelled_docs([MODEL], [folder], _tokenizer(), _validation_ids()[:-1], 1.0, 2)
+
+
+def test_a_validation_article_cannot_be_pseudo_labelled(tmp_path: Path) -> None:
+    validation = _validation_ids()
+    folder = _folder(tmp_path, {validation[0]: "A title\n\nSome text.\n"})
+    with pytest.raises(SpinlensError, match="is a validation article"):
+        pseudo_labelled_docs([MODEL], [folder], _tokenizer(), validation, 1.0, 2)
+
+
+def test_a_teacher_with_another_tokenizer_is_refused(tmp_path: Path) -> None:
+    teacher = tmp_path / "teacher"
+    shutil.copytree(MODEL, teacher)
+    other = json.loads((teacher / "tokenizer.json").read_text(encoding="utf-8"))
+    other["normalizer"] = None  # cased: "Traitors" is cut into other pieces
+    (teacher / "tokenizer.json").write_text(json.dumps(other), encoding="utf-8")
+    folder = _folder(tmp_path, ARTICLES)
+    with pytest.raises(SpinlensError, match="tokenizes differently"):
+        pseudo_labelled_docs([teacher], [folder], _tokenizer(), _validation_ids(), 1.0, 2)
