@@ -223,6 +223,10 @@ def techniques(
         list[Path] | None,
         typer.Option(help="Self-training: folders of article<ID>.txt without labels (repeat)."),
     ] = None,
+    weight_soft_targets: Annotated[
+        bool,
+        typer.Option(help="Apply the positive weights to the teachers' soft targets too."),
+    ] = False,
 ) -> None:
     """Fine-tune the transformer detector (needs torch and transformers; see the model card)."""
     from spinlens.techniques.train_transformer import TrainConfig
@@ -241,6 +245,7 @@ def techniques(
                 release=release,
                 teachers=tuple(str(t) for t in teacher or ()),
                 unlabelled=tuple(str(u) for u in unlabelled or ()),
+                weight_soft_targets=weight_soft_targets,
             ),
             weights=weights,
             fp32_out=keep_fp32,

@@ -44,7 +44,25 @@ from spinlens.techniques.baseline import (
 )
 from spinlens.techniques.taxonomy import NAMES
 
-THRESHOLDS = (0.02, 0.03, 0.05, 0.07, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+THRESHOLDS = (
+    0.02,
+    0.03,
+    0.05,
+    0.07,
+    0.1,
+    0.13,
+    0.16,
+    0.2,
+    0.25,
+    0.3,
+    0.35,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+)
 GAPS = (0, 1, 2, 3, 5, 8, 12)
 SMOOTHING = (1, 3)  # moving-mean widths (Decoding.smooth)
 SPAN_C = (0.3, 1.0, 3.0, 10.0)

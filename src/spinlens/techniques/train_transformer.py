@@ -87,6 +87,9 @@ class TrainConfig:
     teachers: tuple[str, ...] = ()
     unlabelled: tuple[str, ...] = ()
     unlabelled_weight: float = 1.0
+    # The positive weights also on soft targets: how the first self-training round of
+    # minilm-ptc@2 was trained (before this was found to inflate probabilities round by round).
+    weight_soft_targets: bool = False
     threads: int = 2
     release: int = 1  # the model's name is <folder>@<release>: bump it for each shipped model
     max_minutes: float = 120.0  # stop after the epoch that passes this
@@ -125,6 +128,9 @@ class TrainDoc:
     targets: NDArray[np.float32]  # pieces x heads
     spans: list[tuple[int, int, int, list[float]]]  # first piece, last piece, class, extras
     weight: float = 1.0  # of its token loss (pseudo-labelled articles may count less)
+    # Soft targets are a teacher's probabilities, already raised by the teacher's positive
+    # weights: weighting them again would inflate the student's probabilities at every round.
+    soft: bool = False
 
 
 def make_train_doc(
@@ -182,7 +188,7 @@ def pseudo_labelled_docs(
         by_teacher.append([enc.piece_probs for enc in encoded])
     targets = [np.mean(probs, axis=0).astype(np.float32) for probs in zip(*by_teacher, strict=True)]
     return [
-        TrainDoc(texts[i], piece_ids, offsets, target, [], weight)
+        TrainDoc(texts[i], piece_ids, offsets, target, [], weight, soft=True)
         for i, (piece_ids, offsets), target in zip(ids, pieces, targets, strict=True)
     ]
 
@@ -260,6 +266,7 @@ def _train_step(
     pos_weight: Any,
     span_weight: float,
     si_share: float,
+    weight_soft_targets: bool = False,
 ) -> tuple[Any, float, float]:
     import torch
 
@@ -271,6 +278,7 @@ def _train_step(
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     targets = torch.zeros((len(batch), width, n_heads))
     valid = torch.zeros((len(batch), width))
+    row_pos_weight = torch.ones((len(batch), 1, n_heads))
     for row, (d, s, e) in enumerate(batch):
         n = e - s
         ids[row, 0], ids[row, n + 1] = cls_id, sep_id
@@ -278,10 +286,11 @@ def _train_step(
         mask[row, : n + 2] = 1
         targets[row, 1 : n + 1] = torch.from_numpy(docs[d].targets[s:e])
         valid[row, 1 : n + 1] = docs[d].weight
+        if weight_soft_targets or not docs[d].soft:
+            row_pos_weight[row, 0] = pos_weight
     logits, hidden = model(ids, mask)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits, targets, pos_weight=pos_weight, reduction="none"
-    )
+    logsig = torch.nn.functional.logsigmoid
+    bce = -(row_pos_weight * targets * logsig(logits) + (1.0 - targets) * logsig(-logits))
     per_piece = (1.0 - si_share) * bce[..., :-1].mean(-1) + si_share * bce[..., -1]
     token_loss = (per_piece * valid).sum() / (valid > 0).sum()
     vectors, classes = [], []
@@ -630,6 +639,7 @@ def train(
                 pos_weight_t,
                 config.span_loss_weight,
                 config.si_share,
+                config.weight_soft_targets,
             )
             optimizer.zero_grad()
             loss.backward()
