@@ -131,6 +131,14 @@ def render(
         for h in meta["history"]
     )
     config = meta["config"]
+    self_training = ""
+    if config.get("teachers") or config.get("teacher"):
+        rounds = 2 if "teacher" in meta else 1
+        self_training = (
+            f"; self-trained ({rounds} round{'s' if rounds > 1 else ''}): a teacher trained on "
+            "the same split labels the unlabelled PTC dev and test texts, whose soft labels the "
+            "student learns beside the gold ones (the model card has the chain)"
+        )
     speed_text = "Not measured in this run."
     if speed:
         machine = speed["_machine"]
@@ -155,10 +163,11 @@ as a named baseline (`--model baseline`, `--techniques-model baseline`). Written
 use this split. `{meta["name"]}` fine-tunes all-MiniLM-L6-v2 on the 297 articles
 ({config["epochs"]} epochs planned, best epoch kept; windows of {config["window"]} word pieces,
 whole articles, 15 sigmoid token heads for the 14 techniques and "any", per-head positive
-weights for the class imbalance, a TC span head on the same encoder), then chooses on
-validation each head's threshold and gap, the TC softmax temperature and the calibration of
-span scores. As for the baseline, those choices are made on the validation articles the
-figures below are measured on, so the figures are slightly optimistic. Metrics are the
+weights for the class imbalance, a TC span head on the same encoder){self_training}, then
+chooses on validation each head's threshold, gap and smoothing, the TC softmax temperature and
+the calibration of span scores. As for the baseline, those choices are made on the
+validation articles the figures below are measured on, so the figures are slightly optimistic.
+Metrics are the
 SemEval-2020 Task 11 ones (`spinlens.techniques.ptc`): SI and FLC use the partial-overlap span
 P/R/F1, TC is micro-F1 labelling the gold spans of the validation articles. The SemEval column
 is the best system of the task on the **official test set** (SI: an ensemble; TC: a RoBERTa-large
