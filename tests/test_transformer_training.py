@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
+from typer.testing import CliRunner
 
 from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
+from spinlens.techniques.cli import train_app
 from spinlens.techniques.train_transformer import pseudo_labelled_docs
 from spinlens.techniques.transformer import TransformerDetector
 
@@ -96,3 +98,12 @@ def test_a_teacher_with_another_tokenizer_is_refused(tmp_path: Path) -> None:
     folder = _folder(tmp_path, ARTICLES)
     with pytest.raises(SpinlensError, match="tokenizes differently"):
         pseudo_labelled_docs([teacher], [folder], _tokenizer(), _validation_ids(), 1.0, 2)
+
+
+def test_train_command_wants_teacher_and_unlabelled_together(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        train_app,
+        ["techniques", "--data", str(tmp_path), "--out", str(tmp_path / "m"), "--teacher", "t"],
+    )
+    assert result.exit_code == 1
+    assert "needs both --teacher and --unlabelled" in result.output

@@ -19,11 +19,12 @@ Recipe (defaults of :class:`TrainConfig`):
    heads, read alongside the gold-labelled articles.
 3. After each epoch the model is scored on validation (SI F1 at the best threshold, TC
    accuracy); the best epoch is kept, exported to ONNX and quantised to int8.
-4. On validation, with the int8 ONNX model: per head the threshold and gap that maximise F1 (SI
-   for "any", overall FLC for techniques, "off" allowed), a temperature for the TC softmax, and a
-   Platt scale per head that turns a span's mean probability into the probability that the span
-   is a correct detection (reliability measured by 2-fold cross-fitting over the validation
-   articles). Validation figures of int8 and fp32 are recorded in ``model.json``.
+4. On validation, with the int8 ONNX model: per head the threshold, gap and smoothing that
+   maximise F1 (SI for "any", overall FLC for techniques, "off" allowed), a temperature for the
+   TC softmax, and a Platt scale per head that turns a span's mean probability into the
+   probability that the span is a correct detection (reliability measured by 2-fold
+   cross-fitting over the validation articles). Validation figures of int8 and fp32 are
+   recorded in ``model.json``.
 """
 
 from __future__ import annotations
@@ -524,11 +525,13 @@ def train(
     Returns the model's metadata, validation figures included. ``fp32_out``, if given, keeps
     the fp32 ONNX graph there (for benchmarks; it is not shipped).
     """
+    config = config or TrainConfig()
+    if bool(config.teachers) != bool(config.unlabelled):
+        raise SpinlensError("self-training needs both --teacher and --unlabelled")
     require_training_extra()
     import torch
     from tokenizers import Tokenizer
 
-    config = config or TrainConfig()
     weights = weights or default_weights()
     if not (weights / "tokenizer.json").is_file():
         raise SpinlensError(f"no tokenizer.json in base weights folder {weights}")
