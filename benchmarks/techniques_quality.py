@@ -58,6 +58,7 @@ def cross_fitted_si(
     half: the SI figure without the optimism of choosing and scoring on the same articles."""
     ids = sorted(encoded)
     halves = [set(ids[0::2]), set(ids[1::2])]
+    shipped = detector.decodings[ANY]
     predicted: list[ptc.Label] = []
     for chosen_on, scored_on in (halves, halves[::-1]):
         decoding = choose_transformer_decodings(
@@ -68,7 +69,7 @@ def cross_fitted_si(
         )
         detector.decodings[ANY] = decoding[ANY]
         predicted += predict_si(detector, {i: encoded[i] for i in scored_on})
-    detector.decodings = TransformerDetector(detector.folder).decodings  # as shipped again
+    detector.decodings[ANY] = shipped
     prf = ptc.score_si(gold, predicted).overall
     return {"precision": prf.precision, "recall": prf.recall, "f1": prf.f1}
 
