@@ -173,6 +173,7 @@ def pseudo_labelled_docs(
             texts[article_id] = text
     ids = sorted(texts)
     pieces = [encode_text(tokenizer, texts[i]) for i in ids]
+    docs = [Doc(ptc.to_article(texts[i])) for i in ids]  # sentence-split once for all teachers
     by_teacher = []
     for teacher_dir in teacher_dirs:
         teacher = TransformerDetector(teacher_dir, threads=threads)
@@ -182,7 +183,7 @@ def pseudo_labelled_docs(
                 f"teacher {teacher_dir} was not validated on this split; train it with the "
                 "same seed and validation share"
             )
-        encoded = teacher.encode_docs([Doc(ptc.to_article(texts[i])) for i in ids])
+        encoded = teacher.encode_docs(docs)
         for (piece_ids, _), enc in zip(pieces, encoded, strict=True):
             if len(piece_ids) != len(enc.piece_probs):
                 raise SpinlensError(f"teacher {teacher_dir} tokenizes differently from the student")
