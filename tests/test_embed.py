@@ -7,8 +7,11 @@ import pytest
 from spinlens.config import models_dir
 from spinlens.embed import (
     ENCODER_DIR,
+    Bridge,
+    BridgedEncoder,
     Encoder,
     ModelUnavailableError,
+    load_bridge,
     load_encoder,
     load_multilingual_encoder,
 )
@@ -94,3 +97,31 @@ def test_multilingual_encoder_puts_a_translation_next_to_its_original() -> None:
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert vectors[0] @ vectors[1] > 0.75 > 0.35 > vectors[0] @ vectors[2]
     assert encoder.encode([]).shape == (0, 512)
+
+
+def test_bridge_puts_russian_where_the_english_encoder_puts_its_original(
+    encoder: Encoder,
+) -> None:
+    bridged = BridgedEncoder(load_multilingual_encoder(), load_bridge(), encoder)
+    english = encoder.encode(["The West is behind the protests in Kazakhstan."])
+    russian, weather = bridged.encode(
+        ["Запад стоит за протестами в Казахстане.", "Вчера в Париже была солнечная погода."]
+    )
+    assert bridged.dim == encoder.dim and np.isclose(np.linalg.norm(russian), 1.0, atol=1e-4)
+    assert english[0] @ russian > 0.7 > 0.3 > english[0] @ weather
+
+
+def test_bridge_refuses_an_encoder_it_was_not_trained_for(encoder: Encoder) -> None:
+    class Other:
+        name, dim = "another-encoder@0", 384
+
+        def encode(self, texts: object, batch_size: int = 32) -> np.ndarray:
+            raise AssertionError("never called")
+
+    with pytest.raises(ModelUnavailableError, match="spinlens train bridge"):
+        BridgedEncoder(load_multilingual_encoder(), load_bridge(), Other())
+
+
+def test_missing_bridge_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError, match="cannot load the USE bridge"):
+        Bridge(tmp_path)

@@ -116,6 +116,20 @@ def test_imported_claims_match_with_their_disproof(tmp_path: Path) -> None:
     assert "hacked" in text[evidence.start : evidence.end]
 
 
+def test_a_family_match_lists_documented_cases_of_it_with_their_debunk(tmp_path: Path) -> None:
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        import_file(store, FIXTURES / "euvsdisinfo_disproofs.csv")
+    matches = EmbeddingMatcher(store_path=store_path).match(article(ARTICLE))
+    ngo = next(m for m in matches if m.family == "foreign-funded-agents")
+    assert ngo.catalogue == "spinlens-starter"
+    (riga,) = [p for p in ngo.precedents if "Riga" in p.title]
+    assert riga.disproof and "student union" in riga.disproof
+    assert riga.date == "2016-03-12" and riga.score > 0.45
+    # The gas case belongs to another family: never a precedent of this one.
+    assert all("gas" not in p.title for m in matches for p in m.precedents)
+
+
 def test_catalogue_embeddings_are_cached_until_the_catalogue_changes(
     tmp_path: Path,
 ) -> None:
@@ -212,6 +226,22 @@ def test_a_language_no_encoder_knows_gets_a_warning_not_guesses() -> None:
     assert "narratives are not available for language 'sw'" in analysis.warnings
 
 
+def test_russian_sentences_find_the_claims_their_english_originals_find(tmp_path: Path) -> None:
+    """The bridge carries Russian into the English encoder's space: the same catalogue claim
+    comes first for a statement and its translation (our own sentence pairs)."""
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        import_file(store, FIXTURES / "euvsdisinfo_disproofs.csv")
+    matcher = EmbeddingMatcher(store_path=store_path, threshold=-1.0, claim_threshold=-1.0)
+    english = "Western foundations paid students to march through the streets of Riga."
+    russian = "Западные фонды заплатили студентам, чтобы те прошли маршем по улицам Риги."
+    for text, language in ((english, "en"), (russian, "ru")):
+        claims = [
+            m for m in matcher.match(article(text, language)) if m.catalogue != "spinlens-starter"
+        ]
+        assert claims[0].title == "Foreign NGOs paid students to protest in Riga", language
+
+
 def test_reports_name_the_encoder_that_matched_the_article() -> None:
     matcher = EmbeddingMatcher()
     russian = (FIXTURES / "short_ru.txt").read_text(encoding="utf-8")
@@ -221,4 +251,5 @@ def test_reports_name_the_encoder_that_matched_the_article() -> None:
     analysis = Pipeline(matchers=[matcher]).analyze(document)
     assert analysis.article.language == "ru"
     assert analysis.models["narratives"].startswith("use-multilingual-v3@")
+    assert "+use-bridge@" in analysis.models["narratives"]
     assert matcher.name_for("en") == matcher.name and "use-multilingual" not in matcher.name

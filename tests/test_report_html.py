@@ -7,7 +7,7 @@ import re
 import lxml.html
 import pytest
 
-from spinlens.model import Analysis, NarrativeMatch, Span
+from spinlens.model import Analysis, NarrativeMatch, Precedent, Span
 from spinlens.report import IndexEntry, render, render_index
 from spinlens.techniques.taxonomy import BY_NAME
 from tests.test_reports import TEXT, bare_analysis, finding, make_analysis
@@ -141,6 +141,17 @@ def hostile_analysis() -> Analysis:
         evidence=[Span(start=7, end=7 + len(PAYLOAD))],
         url="javascript:alert(1)",
         disproof=f"disproof {PAYLOAD}",
+        precedents=[
+            Precedent(
+                claim_id=PAYLOAD,
+                title=f"precedent {PAYLOAD}",
+                catalogue=PAYLOAD,
+                score=0.5,
+                date=PAYLOAD,
+                url="javascript:alert(3)",
+                disproof=f"debunk {PAYLOAD}",
+            )
+        ],
     )
     analysis = make_analysis(
         text=text,
@@ -172,6 +183,8 @@ def test_hostile_text_is_escaped_everywhere() -> None:
     assert doc.xpath("string(//h1)") == f"title {PAYLOAD}"
     assert doc.xpath("string(//h3)") == f"claim {PAYLOAD}"
     assert PAYLOAD in doc.xpath("string(//div[@class='disproof'])")
+    assert f"precedent {PAYLOAD}" in doc.xpath("string(//div[@class='precedents'])")
+    assert f"debunk {PAYLOAD}" in doc.xpath("string(//div[@class='precedents']//details)")
     assert PAYLOAD in doc.xpath("string(//div[@class='warnings'])")
     assert doc.xpath("string(//div[@class='article-text'])") == hostile_analysis().article.text
     assert not doc.xpath("//a[@class='case']")

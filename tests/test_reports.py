@@ -20,6 +20,7 @@ from spinlens.model import (
     Article,
     Finding,
     NarrativeMatch,
+    Precedent,
     Source,
     Span,
     Summary,
@@ -99,6 +100,30 @@ def make_analysis(
         models={"techniques": "baseline-linear@0.1.0", "narratives": "euvs-minilm@1"},
         warnings=["the page had no <article> element"],
     )
+
+
+def with_precedent() -> Analysis:
+    analysis = make_analysis()
+    analysis.narratives[0].precedents = [
+        Precedent(
+            claim_id="euvs-2016-1",
+            title="The protests in the capital were organised from abroad",
+            catalogue="euvsdisinfo",
+            score=0.52,
+            date="2016-04-08",
+            url="https://euvsdisinfo.eu/report/protests-organised",
+            disproof="No evidence supports this; the protests were domestic.",
+        )
+    ]
+    return analysis
+
+
+@pytest.mark.parametrize("fmt", ["html", "md", "text"])
+def test_every_report_shows_documented_cases_with_their_debunk(fmt: str) -> None:
+    report = render(with_precedent(), fmt)
+    assert "The protests in the capital were organised from abroad" in report
+    assert "No evidence supports this; the protests were domestic." in report
+    assert "https://euvsdisinfo.eu/report/protests-organised" in report
 
 
 def bare_analysis() -> Analysis:

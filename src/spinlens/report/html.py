@@ -100,6 +100,16 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class PrecedentView:
+    title: str
+    catalogue: str
+    date: str | None
+    score: float
+    url: str | None
+    disproof: str | None
+
+
+@dataclass(frozen=True)
 class Narrative:
     badge: str
     title: str
@@ -111,6 +121,7 @@ class Narrative:
     url: str | None
     disproof: str | None
     evidence: tuple[Evidence, ...]
+    precedents: tuple[PrecedentView, ...]
 
 
 def render_html(analysis: Analysis) -> str:
@@ -151,6 +162,10 @@ def render_html(analysis: Analysis) -> str:
                 Evidence(f"ev-{n}-{j}", snippet(article.text[max(0, e.start) : e.end], 300))
                 for j, e in enumerate(match.evidence)
                 if article.text[max(0, e.start) : e.end].strip()
+            ),
+            precedents=tuple(
+                PrecedentView(p.title, p.catalogue, p.date, p.score, web_url(p.url), p.disproof)
+                for p in match.precedents
             ),
         )
         for n, match in enumerate(analysis.narratives)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from spinlens.model import Analysis
+from spinlens.model import Analysis, Precedent
 from spinlens.report.spans import (
     clean,
     ranked,
@@ -135,6 +135,9 @@ def render_markdown(analysis: Analysis) -> str:
                     "**Evidence in this article:**\n\n"
                     + "\n>\n".join(f"> {_one_line(p, 400)}" for p in passages)
                 )
+            if match.precedents:
+                out.append("**Documented cases of this narrative:**")
+                out.append("\n".join(_precedent(p) for p in match.precedents))
 
     numbers: dict[int, int] = {}
     if analysis.techniques:
@@ -162,6 +165,14 @@ def render_markdown(analysis: Analysis) -> str:
         + f" · analysis {escape(analysis.id)}*"
     )
     return "\n\n".join(out) + "\n"
+
+
+def _precedent(p: Precedent) -> str:
+    facts = " · ".join(_one_line(f) for f in (p.catalogue, p.date) if f)
+    line = f"- {_link(snippet(p.title, 200), p.url)} ({facts}, score {p.score:.2f})"
+    if p.disproof:
+        line += f"\n  - Disproof: {_one_line(p.disproof, 400)}"
+    return line
 
 
 def _quote(text: str) -> str:

@@ -153,6 +153,13 @@ def _narrative(text: str, i: int, match: NarrativeMatch) -> RenderableType:
         grid.add_row("Disproof", Text(snippet(match.disproof, 400)))
     if match.url:
         grid.add_row("Case", Text(clean(match.url)))
+    for p in match.precedents:
+        where = " · ".join(f for f in (p.catalogue, p.date, f"score {p.score:.2f}") if f)
+        grid.add_row("Precedent", Text(clean(f"{snippet(p.title, 200)} ({where})")))
+        if p.disproof:
+            grid.add_row("", Text(clean(f"Disproof: {snippet(p.disproof, 300)}"), style="dim"))
+        if p.url:
+            grid.add_row("", Text(clean(p.url), style="dim"))
     return Group(head, Padding(grid, (0, 0, 1, 4)))
 
 

@@ -1,0 +1,161 @@
+"""Train the bridge that carries USE multilingual vectors into the English encoder's space.
+
+Why: the catalogue is embedded with the fine-tuned English encoder (minilm-narratives), which
+knows the claims far better than USE does; an article in another language can only be read by
+USE. The bridge is a small MLP (512 → hidden → 384, trained on English text only) that predicts
+the English encoder's vector of a text from its USE vector. USE puts a text and its translations
+close together, so a Russian passage, bridged, lands near where minilm-narratives would put the
+English passage, and is searched against the same catalogue vectors as an English article: the
+two languages get the same matches much more often than when USE embeds both sides
+(docs/benchmarks.md, "Narrative matching across languages"), and no second copy of the catalogue
+has to be embedded with USE.
+
+Data: sentences of news articles (e.g. the PTC articles' texts, no labels used) and the titles and
+summaries of EUvsDisinfo cases, embedded by both runtime encoders (USE and the shipped ONNX
+encoder, so the targets are exactly the vectors the catalogue index holds). The last
+``validation_share`` of the shuffled sentences are held out and give the reported cosine.
+
+Needs torch (the ``train`` extra); the bridge runs with numpy alone (``spinlens.embed.Bridge``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spinlens.embed import (
+    BRIDGE_FILE,
+    BRIDGE_META,
+    bridge_forward,
+    load_encoder,
+    load_multilingual_encoder,
+)
+from spinlens.errors import SpinlensError
+from spinlens.sentences import split_sentences
+
+MIN_WORDS = 4
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    seed: int = 13
+    hidden: int = 1024
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    validation_share: float = 0.05
+    threads: int = 2
+
+
+def collect_sentences(articles: Sequence[Path], case_texts: Sequence[str]) -> list[str]:
+    """Distinct sentences of at least MIN_WORDS words: every ``*.txt`` article under the
+    ``articles`` folders, and the case titles and summaries in ``case_texts``."""
+    texts = list(case_texts)
+    for folder in articles:
+        if not folder.is_dir():
+            raise SpinlensError(f"not a folder of articles: {folder}")
+        texts.extend(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt")))
+    found: set[str] = set()
+    for text in texts:
+        for start, end in split_sentences(text):
+            sentence = " ".join(text[start:end].split())
+            if len(sentence.split()) >= MIN_WORDS:
+                found.add(sentence)
+    return sorted(found)
+
+
+def train_bridge(
+    sentences: Sequence[str],
+    out_dir: Path,
+    config: BridgeConfig = BridgeConfig(),
+    encoder_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Embed ``sentences`` with both encoders, fit the bridge, write it to ``out_dir``."""
+    try:
+        import torch
+    except ImportError:
+        raise SpinlensError("training needs torch: pip install torch==2.13.0") from None
+    if len(sentences) < 100:
+        raise SpinlensError(f"{len(sentences)} sentences are too few to train a bridge on")
+    started = time.perf_counter()
+    rng = random.Random(config.seed)
+    order = list(sentences)
+    rng.shuffle(order)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+
+    source_encoder = load_multilingual_encoder()
+    target_encoder = load_encoder(encoder_dir)
+    log(f"embedding {len(order):,} sentences with {source_encoder.name}")
+    source = source_encoder.encode(order)
+    log(f"embedding them with {target_encoder.name}")
+    target = target_encoder.encode(order)
+
+    n_valid = max(1, int(len(order) * config.validation_share))
+    x_train, y_train = torch.from_numpy(source[:-n_valid]), torch.from_numpy(target[:-n_valid])
+    x_valid, y_valid = torch.from_numpy(source[-n_valid:]), torch.from_numpy(target[-n_valid:])
+    net = torch.nn.Sequential(
+        torch.nn.Linear(source.shape[1], config.hidden),
+        # The tanh form, so numpy computes exactly the same function at run time.
+        torch.nn.GELU(approximate="tanh"),
+        torch.nn.Linear(config.hidden, target.shape[1]),
+    )
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.epochs)
+
+    def cosine(x: Any, y: Any) -> Any:
+        return (torch.nn.functional.normalize(net(x), dim=1) * y).sum(dim=1)
+
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        net.train()
+        for batch in torch.randperm(len(x_train)).split(config.batch_size):
+            loss = (1 - cosine(x_train[batch], y_train[batch])).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        schedule.step()
+        net.eval()
+        with torch.no_grad():
+            valid = float(cosine(x_valid, y_valid).mean())
+        history.append({"epoch": epoch, "validation_cosine": round(valid, 4)})
+        if epoch % 10 == 0 or epoch == config.epochs:
+            log(f"epoch {epoch}: held-out cosine to the English encoder {valid:.4f}")
+
+    weights = {
+        "w1": net[0].weight.detach().numpy().T,
+        "b1": net[0].bias.detach().numpy(),
+        "w2": net[2].weight.detach().numpy().T,
+        "b2": net[2].bias.detach().numpy(),
+    }
+    # float16 halves the file; checked below against the float32 network.
+    stored = {name: value.astype(np.float16) for name, value in weights.items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(out_dir / BRIDGE_FILE, **stored)
+    bridged = bridge_forward([stored[n] for n in ("w1", "b1", "w2", "b2")], source[-n_valid:])
+    with torch.no_grad():
+        exact = torch.nn.functional.normalize(net(x_valid), dim=1).numpy()
+    agreement = float(np.mean(np.sum(bridged * exact, axis=1)))
+    if agreement < 0.999:
+        raise SpinlensError(f"the float16 bridge drifts from the trained one (cosine {agreement})")
+    meta = {
+        "source_encoder": source_encoder.name,
+        "target_encoder": target_encoder.name,
+        "config": asdict(config),
+        "sentences": {"train": len(order) - n_valid, "validation": n_valid},
+        "validation_cosine": history[-1]["validation_cosine"],
+        "float16_agreement": round(agreement, 5),
+        "history": history,
+        "minutes": round((time.perf_counter() - started) / 60, 1),
+    }
+    (out_dir / BRIDGE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
