@@ -30,6 +30,7 @@ import numpy as np
 
 from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
+from spinlens.onnx_session import cpu_session
 
 ENCODER_DIR = "minilm-narratives"
 # The MLP that carries USE vectors into the English encoder's space (narratives/train_bridge.py).
@@ -64,7 +65,6 @@ class Encoder:
     """Texts in, L2-normalised float32 vectors out (one row per text)."""
 
     def __init__(self, model_dir: Path, threads: int = THREADS) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         onnx_path = model_dir / "model.onnx"
@@ -74,12 +74,7 @@ class Encoder:
                 raise ModelUnavailableError(f"sentence encoder file missing: {path}")
         try:
             self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(
-                str(onnx_path), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = cpu_session(onnx_path, threads)
         except Exception as exc:  # ORT and tokenizers raise their own exception types
             raise ModelUnavailableError(f"cannot load sentence encoder {model_dir}: {exc}") from exc
         self._tokenizer.enable_truncation(MAX_TOKENS)

@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 from spinlens.errors import SpinlensError
 from spinlens.model import Article, Finding
+from spinlens.onnx_session import cpu_session
 from spinlens.techniques.baseline import ANY, Decoding, Doc, decode_runs
 from spinlens.techniques.ptc import Label, label_template
 
@@ -147,7 +148,6 @@ class TransformerDetector:
     ) -> None:
         """``session``: anything with ONNX Runtime's ``run(names, feeds)`` to use instead of
         ``model_file`` (training evaluates its PyTorch model through this)."""
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.folder = Path(folder)
@@ -162,12 +162,7 @@ class TransformerDetector:
                 self.tc_bias = arrays["tc_bias"].astype(np.float32)
             self._tokenizer = Tokenizer.from_file(str(paths[3]))
             if session is None:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                session = ort.InferenceSession(
-                    str(paths[0]), options, providers=["CPUExecutionProvider"]
-                )
+                session = cpu_session(paths[0], threads)
             self._session = session
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
             raise ModelFileError(f"cannot read technique model in {self.folder}: {error}") from None
