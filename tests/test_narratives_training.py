@@ -6,8 +6,11 @@ import random
 import re
 
 import numpy as np
+import pytest
 
+from spinlens.errors import SpinlensError
 from spinlens.narratives.catalogue import Claim
+from spinlens.narratives.train_bridge import collect_sentences, train_bridge
 from spinlens.narratives.train_encoder import (
     EmbeddedCatalogue,
     TrainConfig,
@@ -123,3 +126,28 @@ def test_anchor_sentences_are_whole_news_sentences(tmp_path) -> None:
         "Residents gathered outside the town hall in the rain.",
         "The council approved the budget on Monday evening.",
     ]
+
+
+def test_bridge_sentences_are_distinct_whole_sentences_of_articles_and_cases(tmp_path) -> None:
+    (tmp_path / "a.txt").write_text(
+        "Crowds gathered in the main square today.  Police   watched them closely.\n\nOk.\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "b.txt").write_text("Crowds gathered in the main square today.", encoding="utf-8")
+    (tmp_path / "notes.md").write_text("Not an article at all, so never read.", encoding="utf-8")
+    cases = ["The West paid the protesters in the square. Short one."]
+
+    sentences = collect_sentences([tmp_path], cases)
+
+    assert sentences == [
+        "Crowds gathered in the main square today.",
+        "Police watched them closely.",
+        "The West paid the protesters in the square.",
+    ]
+
+
+def test_bridge_training_refuses_a_missing_folder_and_too_little_text(tmp_path) -> None:
+    with pytest.raises(SpinlensError, match="not a folder of articles"):
+        collect_sentences([tmp_path / "missing"], [])
+    with pytest.raises(SpinlensError, match="too few"):
+        train_bridge(["One sentence of text here."], tmp_path / "out")

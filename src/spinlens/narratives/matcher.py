@@ -65,7 +65,7 @@ from spinlens.sentences import split_sentences
 # and 5% of PTC articles match some case.
 THRESHOLD = 0.6
 CLAIM_THRESHOLD = 0.7
-# Bridged vectors are a blurred copy of MiniLM's (held-out cosine about 0.75), so true repeats
+# Bridged vectors are a blurred copy of MiniLM's (held-out cosine 0.72), so true repeats
 # score lower than in English; calibrated on our English/Russian sentence pairs, the Russian
 # example article and unrelated Russian text (docs/benchmarks.md, "... across languages").
 MULTILINGUAL_THRESHOLD = 0.5
@@ -401,6 +401,7 @@ class EmbeddingMatcher:
         families = np.array([i.catalogue == STARTER_CATALOGUE for i in index.items])
         floors = np.where(families, threshold, claim_threshold)
         matches: list[NarrativeMatch] = []
+        family_matches: list[tuple[int, NarrativeMatch]] = []  # (item index, match)
         seen_titles: set[str] = set()
         for item_index in np.argsort(-best, kind="stable"):
             score = float(best[item_index])
@@ -415,12 +416,12 @@ class EmbeddingMatcher:
             seen_titles.add(title)
             evidence = _evidence(passages, scores[:, item_index], score, floor)
             matches.append(item.as_match(score, evidence))
+            if item.catalogue == STARTER_CATALOGUE:
+                family_matches.append((int(item_index), matches[-1]))
+        # Each family's documented cases, judged on the passages that are its evidence.
         shown = {normalize_title(m.title) for m in matches if m.catalogue != STARTER_CATALOGUE}
-        for match in matches:
-            if match.catalogue == STARTER_CATALOGUE and match.family in index.members:
-                item_index = next(
-                    i for i, it in enumerate(index.items) if it.claim_id == match.claim_id
-                )
+        for item_index, match in family_matches:
+            if match.family in index.members:
                 rows = scores[:, item_index] >= max(threshold, match.score - EVIDENCE_MARGIN)
                 match.precedents = _precedents(
                     index, index.members[match.family], scores[rows], shown

@@ -80,12 +80,12 @@ def train_bridge(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Embed ``sentences`` with both encoders, fit the bridge, write it to ``out_dir``."""
+    if len(sentences) < 100:
+        raise SpinlensError(f"{len(sentences)} sentences are too few to train a bridge on")
     try:
         import torch
     except ImportError:
         raise SpinlensError("training needs torch: pip install torch==2.13.0") from None
-    if len(sentences) < 100:
-        raise SpinlensError(f"{len(sentences)} sentences are too few to train a bridge on")
     started = time.perf_counter()
     rng = random.Random(config.seed)
     order = list(sentences)
