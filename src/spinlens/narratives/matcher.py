@@ -29,7 +29,7 @@ import hashlib
 import os
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -109,28 +109,12 @@ class Item:
     disproof: str | None = None
 
     def as_match(self, score: float, evidence: list[Span] | None = None) -> NarrativeMatch:
-        return NarrativeMatch(
-            claim_id=self.claim_id,
-            title=self.title,
-            catalogue=self.catalogue,
-            score=round(score, 4),
-            evidence=evidence or [],
-            family=self.family,
-            date=self.date,
-            url=self.url,
-            disproof=self.disproof,
-        )
+        return NarrativeMatch(**asdict(self), score=round(score, 4), evidence=evidence or [])
 
     def as_precedent(self, score: float) -> Precedent:
-        return Precedent(
-            claim_id=self.claim_id,
-            title=self.title,
-            catalogue=self.catalogue,
-            score=round(score, 4),
-            date=self.date,
-            url=self.url,
-            disproof=self.disproof,
-        )
+        fields = asdict(self)
+        del fields["family"]  # a precedent is shown under its family
+        return Precedent(**fields, score=round(score, 4))
 
 
 def family_texts(family: Family) -> list[str]:
