@@ -562,7 +562,7 @@ def train(
         np.sqrt((n_pieces - positives) / np.maximum(positives, 1.0)), 1.0, config.max_pos_weight
     )
     log(f"{n_pieces} training pieces; pos_weight per head: {np.round(pos_weight, 1).tolist()}")
-    if config.teachers and config.unlabelled:
+    if config.teachers:  # with --unlabelled, checked above
         pseudo = pseudo_labelled_docs(
             config.teachers,
             config.unlabelled,

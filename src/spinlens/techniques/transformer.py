@@ -29,7 +29,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,9 +221,7 @@ class TransformerDetector:
                 raise SpinlensError(f"technique thresholds: {head} must be between 0 and 1")
             current = self.decodings.get(head)
             self.decodings[head] = (
-                Decoding(float(value), current.gap, current.smooth)
-                if current
-                else Decoding(float(value), 1)
+                replace(current, threshold=float(value)) if current else Decoding(float(value), 1)
             )
 
     # --- the encoder -----------------------------------------------------------------------
