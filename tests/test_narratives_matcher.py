@@ -179,6 +179,17 @@ def test_search_lists_a_claim_catalogued_twice_once(tmp_path: Path) -> None:
     assert len(titles) == len(set(titles)) == 2
 
 
+def test_search_fills_top_with_distinct_claims_past_many_copies_of_one(tmp_path: Path) -> None:
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        # One claim on 12 desks' lists outnumbers the candidates first looked at (4 x top).
+        for n in range(12):
+            import_file(store, FIXTURES / "team.csv", catalogue=f"desk-{n}")
+    matcher = EmbeddingMatcher(store_path=store_path, catalogues=[f"desk-{n}" for n in range(12)])
+    (results,) = matcher.search(["Hacked voting machines decided the election"], top=2)
+    assert len({r.title for r in results}) == 2
+
+
 @pytest.mark.shared
 def test_example_article_shows_the_documented_narratives_with_evidence() -> None:
     if not EXAMPLE.is_file():

@@ -422,22 +422,29 @@ class EmbeddingMatcher:
         if not queries or not self.index.items:
             return [[] for _ in queries]
         scores = self.index.scores(self.encoder.encode(queries))
-        results = []
-        for row in scores:
-            found: list[NarrativeMatch] = []
-            seen: set[str] = set()
-            # A few times ``top`` candidates are enough to fill ``top`` distinct titles.
-            candidates = np.argsort(-row, kind="stable")[: top * 4]
-            for i in candidates:
-                item = self.index.items[i]
-                title = normalize_title(item.title)
+        return [self._distinct_best(row, top) for row in scores]
+
+    def _distinct_best(self, row: np.ndarray, top: int) -> list[NarrativeMatch]:
+        """The ``top`` best items of one score row with distinct titles. Candidates are taken
+        a few times ``top`` at a time: a case with many language versions can fill them all."""
+        found: list[NarrativeMatch] = []
+        seen: set[str] = set()
+        wanted = top * 4
+        while True:
+            if wanted < len(row):
+                part = np.argpartition(-row, wanted - 1)[:wanted]
+            else:
+                part = np.arange(len(row))
+            for i in part[np.argsort(-row[part], kind="stable")]:
+                title = normalize_title(self.index.items[i].title)
                 if title not in seen:
                     seen.add(title)
-                    found.append(item.as_match(float(row[i])))
-                if len(found) == top:
-                    break
-            results.append(found)
-        return results
+                    found.append(self.index.items[i].as_match(float(row[i])))
+                    if len(found) == top:
+                        return found
+            if len(part) == len(row):
+                return found
+            wanted *= 4
 
 
 @dataclass(frozen=True)
