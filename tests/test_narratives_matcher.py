@@ -154,6 +154,15 @@ def test_catalogue_embeddings_are_cached_until_the_catalogue_changes(
     assert encoder.texts == 2 * first + 1 + 2
 
 
+def test_plain_reporting_of_price_protests_is_not_a_colour_revolution() -> None:
+    text = (
+        "Thousands of people rallied in the west of the country against the sharp rise in gas "
+        "prices. The government reacted by bringing prices back to their previous level."
+    )
+    matcher = EmbeddingMatcher(catalogues=["spinlens-starter"], use_cache=False)
+    assert matcher.match(article(text, language="en")) == []
+
+
 def test_search_ranks_the_paraphrased_claim_first(tmp_path: Path) -> None:
     store_path = tmp_path / "c.sqlite3"
     with CatalogueStore(store_path) as store:
