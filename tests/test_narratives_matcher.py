@@ -273,3 +273,51 @@ def test_reports_name_the_encoder_that_matched_the_article() -> None:
     assert analysis.models["narratives"].startswith("use-multilingual-v3@")
     assert "+use-bridge@" in analysis.models["narratives"]
     assert matcher.name_for("en") == matcher.name and "use-multilingual" not in matcher.name
+
+
+def test_a_subset_plan_keeps_only_its_passages_and_their_units() -> None:
+    text = "One two three four five. Six seven eight nine ten. Eleven twelve thirteen fourteen."
+    plan = plan_passages(text, split_sentences(text))
+    last = len(plan.spans) - 1
+    subset = plan.subset([0, last])
+    assert subset.spans == [plan.spans[0], plan.spans[last]]
+    assert [[subset.units[u] for u in parts] for parts in subset.parts] == [
+        [plan.units[u] for u in plan.parts[p]] for p in (0, last)
+    ]
+    assert len(subset.units) == len({u for p in (0, last) for u in plan.parts[p]})
+
+
+def _long_article() -> str:
+    filler = [
+        f"The council of district {n} met on Tuesday and approved the budget for road repairs."
+        for n in range(40)
+    ]
+    claim = "The protesters are paid agents of Western foundations and foreign governments."
+    return "\n".join([*filler[:25], claim, *filler[25:]])
+
+
+def test_analyze_shares_the_detector_pass_and_the_encoder_reads_a_shortlist() -> None:
+    from spinlens.techniques.detectors import load_detector
+
+    detector = load_detector()
+    encoder = CountingEncoder(load_encoder())
+    matcher = EmbeddingMatcher(encoder=encoder)  # type: ignore[arg-type]
+    assert getattr(detector, "passage_encoder", None) == matcher.passage_space
+    text = _long_article()
+    document = Document(
+        source=Source(kind="file", location="a.txt"), body=text, media_type="text/plain"
+    )
+    units = len(plan_passages(text, split_sentences(text)).units)
+
+    analysis = Pipeline(detector, [matcher]).analyze(document)
+    shared = encoder.texts
+    assert 0 < shared < units / 2  # the encoder read a shortlist only
+    assert analysis.models["narratives"] == f"{detector.name}-shortlist+{matcher.name}"
+    ngo = next(m for m in analysis.narratives if m.family == "foreign-funded-agents")
+    assert "paid agents" in text[ngo.evidence[0].start : ngo.evidence[0].end]
+
+    encoder.texts = 0
+    alone = Pipeline(detector, [matcher], share_passages=False).analyze(document)
+    assert encoder.texts == units  # every unit, as without a passage head
+    assert alone.models["narratives"] == matcher.name
+    assert [m.claim_id for m in alone.narratives] == [m.claim_id for m in analysis.narratives]

@@ -84,6 +84,7 @@ class PhraseMatcher:
     """Matches a claim when its phrase occurs; the phrase is the evidence."""
 
     name = "claims-test@1"
+    passage_space = "phrases"  # no detector shares this space: the matcher reads the text
 
     def __init__(self, claims: dict[str, tuple[str, str, str]] | None = None) -> None:
         self.claims = CLAIMS if claims is None else claims
@@ -91,10 +92,10 @@ class PhraseMatcher:
     def supports(self, language: str | None) -> bool:
         return True
 
-    def name_for(self, language: str | None) -> str:
+    def name_for(self, language: str | None, passages_by: str | None = None) -> str:
         return self.name
 
-    def match(self, article: Article) -> list[NarrativeMatch]:
+    def match(self, article: Article, span_vectors: object = None) -> list[NarrativeMatch]:
         out = []
         for phrase, (claim_id, title, disproof) in self.claims.items():
             start = article.text.find(phrase)

@@ -111,6 +111,27 @@ def test_classify_span_gives_a_distribution_over_the_techniques(
 
 
 @needs_model
+def test_the_passage_head_reads_sentences_close_to_the_sentence_encoder(
+    detector: TransformerDetector,
+) -> None:
+    from spinlens.embed import load_encoder
+    from spinlens.sentences import split_sentences
+
+    encoder = load_encoder()
+    assert detector.passage_encoder == encoder.name
+    findings, span_vectors = detector.read(ptc.to_article(TEXT))
+    assert findings == detector.detect(ptc.to_article(TEXT))
+    sentences = split_sentences(TEXT)[1:]
+    rough = span_vectors(sentences)
+    exact = encoder.encode([TEXT[s:e] for s, e in sentences])
+    assert np.allclose(np.linalg.norm(rough, axis=1), 1.0, atol=1e-4)
+    cosines = (rough * exact).sum(axis=1)
+    # Each sentence is closer to its own encoder vector than to any other sentence's.
+    assert (cosines > 0.5).all()
+    assert ((rough @ exact.T).argmax(axis=1) == np.arange(len(sentences))).all()
+
+
+@needs_model
 def test_thresholds_can_be_overridden(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, detector: TransformerDetector
 ) -> None:

@@ -15,7 +15,13 @@ from typer.testing import CliRunner
 from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
 from spinlens.techniques.cli import train_app
-from spinlens.techniques.train_transformer import pseudo_labelled_docs
+from spinlens.techniques.taxonomy import NAMES
+from spinlens.techniques.train_transformer import (
+    add_passage_targets,
+    make_train_doc,
+    passage_units,
+    pseudo_labelled_docs,
+)
 from spinlens.techniques.transformer import TransformerDetector
 
 MODEL = models_dir() / "minilm-ptc"
@@ -107,3 +113,19 @@ def test_train_command_wants_teacher_and_unlabelled_together(tmp_path: Path) -> 
     )
     assert result.exit_code == 1
     assert "needs both --teacher and --unlabelled" in result.output
+
+
+def test_passage_targets_are_the_encoders_vectors_of_the_matchers_units() -> None:
+    from spinlens.embed import load_encoder
+
+    encoder = load_encoder()
+    text = ARTICLES["900001"]
+    doc = make_train_doc(_tokenizer(), text, [], list(NAMES))
+    assert add_passage_targets([doc], encoder) == len(doc.units) > 0
+    spans = passage_units(text)
+    assert doc.unit_vectors is not None
+    assert np.allclose(doc.unit_vectors, encoder.encode([text[s:e] for s, e in spans]), atol=1e-5)
+    for (first, last), (start, end) in zip(doc.units, spans, strict=True):
+        # The pieces of a unit cover its text and no more.
+        assert doc.offsets[first][0] <= start < doc.offsets[first][1]
+        assert doc.offsets[last - 1][0] < end <= doc.offsets[last - 1][1]

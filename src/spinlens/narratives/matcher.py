@@ -26,6 +26,7 @@ so it would only add a dependency. The catalogue's vectors are cached on disk un
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Collection, Sequence
@@ -56,6 +57,7 @@ from spinlens.narratives.catalogue import (
     starter_families,
 )
 from spinlens.sentences import split_sentences
+from spinlens.techniques import SpanVectors
 
 # The scores above which a passage is taken to repeat a narrative, calibrated with
 # benchmarks/narratives_retrieval.py (docs/benchmarks.md, "Narrative matching") for the shipped
@@ -79,6 +81,10 @@ MIN_PASSAGE_WORDS = 5
 MAX_EVIDENCE = 3
 # Where a long sentence splits into clauses that can carry a claim of their own.
 _CLAUSE_BREAK = re.compile(r"[:;]\s+|\s[-–—]\s+")
+# With a technique detector's rough passage vectors (its passage head), the encoder reads only
+# this share of an article's passages, those the rough vectors put closest to the catalogue.
+SHORTLIST_SHARE = 0.2
+SHORTLIST_MIN = 8
 # Other passages are evidence too when they score this close to the best one (overlapping ones
 # join it).
 EVIDENCE_MARGIN = 0.05
@@ -311,13 +317,17 @@ class EmbeddingMatcher:
         self._multilingual_encoder = multilingual_encoder
         self._multilingual_families: CatalogueIndex | None = None
         self.name = f"{self.encoder.name}+catalogue@{self.catalogue_version}"
+        self.passage_space = self.encoder.name
 
     def supports(self, language: str | None) -> bool:
         """Whether articles in ``language`` (a py3langid code; None: unknown) can be matched."""
         return _is_english(language) or language in MULTILINGUAL_LANGUAGES
 
-    def name_for(self, language: str | None) -> str:
-        """The encoder and catalogue that match articles in ``language`` (for ``models``)."""
+    def name_for(self, language: str | None, passages_by: str | None = None) -> str:
+        """The encoder and catalogue that match articles in ``language`` (for ``models``);
+        ``passages_by``: the detector whose passage head gave an English article's vectors."""
+        if passages_by is not None and _is_english(language):
+            return f"{passages_by}-shortlist+{self.name}"
         if _is_english(language) or not self.supports(language):
             return self.name
         encoder = self._multilingual_encoder
@@ -359,7 +369,12 @@ class EmbeddingMatcher:
             scores[:, :n] = (scores[:, :n] + own) / 2
         return scores
 
-    def match(self, article: Article) -> list[NarrativeMatch]:
+    def match(
+        self, article: Article, span_vectors: SpanVectors | None = None
+    ) -> list[NarrativeMatch]:
+        """The article's matches; ``span_vectors``: rough vectors in this matcher's space for
+        spans of the article (a technique detector's passage head), which choose the passages
+        the encoder reads (see ``_shortlist``)."""
         if not self.supports(article.language):
             return []
         spans = article.sentences or split_sentences(article.text)
@@ -367,6 +382,8 @@ class EmbeddingMatcher:
         if not plan.spans or not self.index.items:
             return []
         if _is_english(article.language):
+            if span_vectors is not None:
+                plan = self._shortlist(plan, span_vectors, article.text)
             scores = self.index.scores(plan.vectors(self.encoder, article.text))
             threshold, claim_threshold = self.threshold, self.claim_threshold
         else:
@@ -376,6 +393,16 @@ class EmbeddingMatcher:
             threshold = min(self.threshold, MULTILINGUAL_THRESHOLD)
             claim_threshold = min(self.claim_threshold, MULTILINGUAL_CLAIM_THRESHOLD)
         return self._select(self.index, plan.spans, scores, threshold, claim_threshold)
+
+    def _shortlist(self, plan: PassagePlan, span_vectors: SpanVectors, text: str) -> PassagePlan:
+        """The passages whose rough vectors come closest to any catalogue vector: the share
+        SHORTLIST_SHARE of them (at least SHORTLIST_MIN), so the encoder reads only those."""
+        size = max(SHORTLIST_MIN, math.ceil(SHORTLIST_SHARE * len(plan.spans)))
+        if size >= len(plan.spans):
+            return plan
+        rough = plan.combine(span_vectors(plan.units), text)
+        best = (rough @ self.index.vectors.T).max(axis=1)
+        return plan.subset(np.sort(np.argpartition(-best, size - 1)[:size]).tolist())
 
     def _select(
         self,
@@ -459,6 +486,16 @@ class PassagePlan:
     def vectors(self, encoder: TextEncoder, text: str) -> np.ndarray:
         """One unit vector per passage, embedding each unit once."""
         return self.combine(encoder.encode(self.unit_texts(text)), text)
+
+    def subset(self, passages: Sequence[int]) -> PassagePlan:
+        """These passages only, with only the units that make them."""
+        used = sorted({u for p in passages for u in self.parts[p]})
+        position = {u: i for i, u in enumerate(used)}
+        return PassagePlan(
+            [self.units[u] for u in used],
+            [self.spans[p] for p in passages],
+            [tuple(position[u] for u in self.parts[p]) for p in passages],
+        )
 
     def unit_texts(self, text: str) -> list[str]:
         return [text[s:e] for s, e in self.units]

@@ -227,6 +227,13 @@ def techniques(
         bool,
         typer.Option(help="Apply the positive weights to the teachers' soft targets too."),
     ] = False,
+    passage_encoder: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sentence encoder folder (models/minilm-narratives) whose vectors a passage "
+            "head learns to give, so narrative matching reuses the detector's pass."
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune the transformer detector (needs torch and transformers; see the model card)."""
     from spinlens.techniques.train_transformer import TrainConfig
@@ -246,6 +253,7 @@ def techniques(
                 teachers=tuple(str(t) for t in teacher or ()),
                 unlabelled=tuple(str(u) for u in unlabelled or ()),
                 weight_soft_targets=weight_soft_targets,
+                passage_encoder=str(passage_encoder or ""),
             ),
             weights=weights,
             fp32_out=keep_fp32,

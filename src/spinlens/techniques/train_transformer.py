@@ -35,13 +35,14 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from spinlens.embed import TextEncoder
 from spinlens.errors import SpinlensError
 from spinlens.techniques import ptc
 from spinlens.techniques.baseline import ANY, Decoding, Doc
@@ -91,6 +92,10 @@ class TrainConfig:
     # The positive weights also on soft targets: how the first self-training round of
     # minilm-ptc@2 was trained (before this was found to inflate probabilities round by round).
     weight_soft_targets: bool = False
+    # A sentence encoder folder (the narrative matcher's): the passage head learns to give its
+    # vectors from the detector's own hidden states, so matching needs no second encoder pass.
+    passage_encoder: str = ""
+    passage_weight: float = 1.0
     threads: int = 2
     release: int = 1  # the model's name is <folder>@<release>: bump it for each shipped model
     max_minutes: float = 120.0  # stop after the epoch that passes this
@@ -132,6 +137,31 @@ class TrainDoc:
     # Soft targets are a teacher's probabilities, already raised by the teacher's positive
     # weights: weighting them again would inflate the student's probabilities at every round.
     soft: bool = False
+    # Passage head targets: piece ranges (first, end) of the units the narrative matcher embeds
+    # (sentences and clauses) and the sentence encoder's vectors of those units.
+    units: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    unit_vectors: NDArray[np.float32] | None = None
+
+
+def passage_units(text: str) -> list[tuple[int, int]]:
+    """Character spans of the units whose vectors make the narrative matcher's passages."""
+    from spinlens.narratives.matcher import plan_passages
+
+    article = ptc.to_article(text)
+    return plan_passages(article.text, article.sentences).units
+
+
+def add_passage_targets(docs: Sequence[TrainDoc], encoder: TextEncoder) -> int:
+    """Give every doc its units and their vectors from ``encoder``; returns the unit count."""
+    total = 0
+    for doc in docs:
+        spans = passage_units(doc.text)
+        ranges = [piece_range(doc.offsets, s, e) for s, e in spans]
+        keep = [i for i, (first, end) in enumerate(ranges) if end > first]
+        doc.units = np.asarray([ranges[i] for i in keep], np.int64).reshape(-1, 2)
+        doc.unit_vectors = encoder.encode([doc.text[spans[i][0] : spans[i][1]] for i in keep])
+        total += len(keep)
+    return total
 
 
 def make_train_doc(
@@ -198,12 +228,13 @@ def pseudo_labelled_docs(
 # --- the PyTorch model -------------------------------------------------------------------
 
 
-def build_model(weights: Path, n_heads: int, n_techniques: int) -> Any:
+def build_model(weights: Path, n_heads: int, n_techniques: int, passage_dim: int = 0) -> Any:
     import torch
     from transformers import AutoModel
 
     class Tagger(torch.nn.Module):
-        """MiniLM + a token head (sigmoid per technique and "any") + a TC span head."""
+        """MiniLM + a token head (sigmoid per technique and "any") + a TC span head, and
+        optionally a passage head (a unit's mean hidden state -> a sentence encoder's vector)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -212,6 +243,15 @@ def build_model(weights: Path, n_heads: int, n_techniques: int) -> Any:
             self.dropout = torch.nn.Dropout(0.1)
             self.token_head = torch.nn.Linear(size, n_heads)
             self.tc_head = torch.nn.Linear(3 * size + 3, n_techniques)
+            self.passage_head: Any = None
+            if passage_dim:
+                self.passage_head = torch.nn.Linear(size, passage_dim)
+                if passage_dim == size:
+                    # all-MiniLM-L6-v2's mean-pooled states already are sentence vectors, and
+                    # the narrative encoder was fine-tuned from it: start from the identity.
+                    with torch.no_grad():
+                        self.passage_head.weight.copy_(torch.eye(size))
+                        self.passage_head.bias.zero_()
 
         def forward(self, input_ids: Any, attention_mask: Any) -> tuple[Any, Any]:
             hidden = self.bert(
@@ -269,7 +309,8 @@ def _train_step(
     span_weight: float,
     si_share: float,
     weight_soft_targets: bool = False,
-) -> tuple[Any, float, float]:
+    passage_weight: float = 0.0,
+) -> tuple[Any, float, float, float]:
     import torch
 
     from spinlens.techniques.transformer import CONTEXT
@@ -313,8 +354,23 @@ def _train_step(
     if vectors:
         span_logits = model.tc_head(model.dropout(torch.stack(vectors)))
         span_loss = torch.nn.functional.cross_entropy(span_logits, torch.tensor(classes))
-    loss = token_loss + span_weight * span_loss
-    return loss, float(token_loss.detach()), float(span_loss.detach())
+    passage_loss = torch.zeros(())
+    if model.passage_head is not None:
+        pooled, wanted = [], []
+        for row, (d, s, e) in enumerate(batch):
+            doc = docs[d]
+            if doc.unit_vectors is None:
+                continue
+            for u, (first, last) in enumerate(doc.units):
+                if first >= s and last <= e:
+                    pooled.append(hidden[row, first - s + 1 : last - s + 1].mean(0))
+                    wanted.append(doc.unit_vectors[u])
+        if pooled:
+            guess = model.passage_head(torch.stack(pooled))
+            target = torch.from_numpy(np.stack(wanted))
+            passage_loss = (1.0 - torch.nn.functional.cosine_similarity(guess, target)).mean()
+    loss = token_loss + span_weight * span_loss + passage_weight * passage_loss
+    return loss, float(token_loss.detach()), float(span_loss.detach()), float(passage_loss.detach())
 
 
 # --- choosing on validation --------------------------------------------------------------
@@ -496,7 +552,11 @@ def export_onnx(model: Any, fp32_path: Path, int8_path: Path) -> None:
 def _write_heads(model: Any, folder: Path) -> None:
     weight = model.tc_head.weight.detach().numpy().T.astype(np.float32)
     bias = model.tc_head.bias.detach().numpy().astype(np.float32)
-    np.savez(folder / HEADS_FILE, tc_weights=weight, tc_bias=bias)
+    arrays = {"tc_weights": weight, "tc_bias": bias}
+    if model.passage_head is not None:
+        arrays["passage_weights"] = model.passage_head.weight.detach().numpy().T.astype(np.float32)
+        arrays["passage_bias"] = model.passage_head.bias.detach().numpy().astype(np.float32)
+    np.savez(folder / HEADS_FILE, **arrays)
 
 
 def _write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
@@ -577,13 +637,28 @@ def train(
             + ", ".join(config.teachers)
         )
 
+    passage_encoder = None
+    val_units: dict[str, tuple[list[tuple[int, int]], NDArray[np.float32]]] = {}
+    if config.passage_encoder:
+        from spinlens.embed import Encoder
+
+        passage_encoder = Encoder(Path(config.passage_encoder), threads=config.threads)
+        n_units = add_passage_targets(train_docs, passage_encoder)
+        for i in val_ids:
+            spans = passage_units(corpus.articles[i])
+            texts = [corpus.articles[i][s:e] for s, e in spans]
+            val_units[i] = (spans, passage_encoder.encode(texts))
+        log(f"passage head: {n_units} training units, vectors of {passage_encoder.name}")
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights / "tokenizer.json", out / TOKENIZER_FILE)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     if cls_id is None or sep_id is None:
         raise SpinlensError(f"{weights / 'tokenizer.json'} has no [CLS] or [SEP] token")
-    model = build_model(weights, len(heads), len(techniques))
+    model = build_model(
+        weights, len(heads), len(techniques), passage_encoder.dim if passage_encoder else 0
+    )
     meta: dict[str, Any] = {
         "format": FORMAT,
         "name": f"{out.name.replace('-int8', '')}@{config.release}",
@@ -597,6 +672,8 @@ def train(
         "decodings": {head: {"threshold": 0.5, "gap": 1} for head in heads},
         "config": asdict(config),
     }
+    if passage_encoder is not None:
+        meta["passage_encoder"] = passage_encoder.name
     _write_meta(out, meta)
 
     size = config.window - 2
@@ -605,6 +682,8 @@ def train(
     )
     total_steps = steps_per_epoch * config.epochs
     head_params = [*model.token_head.parameters(), *model.tc_head.parameters()]
+    if model.passage_head is not None:
+        head_params += list(model.passage_head.parameters())
     head_ids = {id(p) for p in head_params}
     optimizer = torch.optim.AdamW(
         [
@@ -630,11 +709,11 @@ def train(
         model.train()
         epoch_started = time.perf_counter()
         jobs = _batch_windows(train_docs, size, rng)
-        token_total = span_total = 0.0
+        token_total = span_total = passage_total = 0.0
         n_batches = 0
         for first in range(0, len(jobs), config.batch_size):
             batch = jobs[first : first + config.batch_size]
-            loss, token_loss, span_loss = _train_step(
+            loss, token_loss, span_loss, passage_loss = _train_step(
                 model,
                 train_docs,
                 batch,
@@ -644,6 +723,7 @@ def train(
                 config.span_loss_weight,
                 config.si_share,
                 config.weight_soft_targets,
+                config.passage_weight,
             )
             optimizer.zero_grad()
             loss.backward()
@@ -654,10 +734,12 @@ def train(
             n_batches += 1
             token_total += token_loss
             span_total += span_loss
+            passage_total += passage_loss
             if n_batches % 20 == 0:
                 log(
                     f"epoch {epoch} batch {n_batches}/{steps_per_epoch}: token loss "
-                    f"{token_total / n_batches:.4f}, span loss {span_total / n_batches:.4f} "
+                    f"{token_total / n_batches:.4f}, span loss {span_total / n_batches:.4f}, "
+                    f"passage loss {passage_total / n_batches:.4f} "
                     f"({time.perf_counter() - epoch_started:.0f} s)"
                 )
         train_seconds = time.perf_counter() - epoch_started
@@ -679,6 +761,10 @@ def train(
             "train_seconds": round(train_seconds),
             "validation_seconds": round(time.perf_counter() - epoch_started - train_seconds),
         }
+        if val_units:
+            record["passage_loss"] = round(passage_total / max(1, n_batches), 4)
+            cosine = passage_cosine(detector, encoded, val_units)
+            record["validation_passage_cosine"] = round(cosine, 4)
         history.append(record)
         log(json.dumps(record))
         if si + tc > best_score:
@@ -698,6 +784,11 @@ def train(
     export_onnx(model, fp32_path, out / MODEL_FILE)
     log(f"exported {out / MODEL_FILE} ({(out / MODEL_FILE).stat().st_size / 1e6:.1f} MB)")
     meta.update(finish(out, val_docs, val_gold, val_ids, config, log))
+    if val_units:
+        int8 = TransformerDetector(out, threads=config.threads)
+        cosine = passage_cosine(int8, encode_all(int8, val_docs), val_units)
+        meta["validation"]["passage_cosine"] = round(cosine, 4)
+        log(f"validation (int8): passage head cosine to {meta['passage_encoder']} {cosine:.4f}")
     fp32 = TransformerDetector(out, model_file=str(fp32_path.resolve()), threads=config.threads)
     meta["validation_fp32"] = evaluate(fp32, encode_all(fp32, val_docs), val_gold)
     if fp32_out is None:
@@ -715,6 +806,20 @@ def train(
     _write_meta(out, meta)
     log(f"saved to {out}")
     return meta
+
+
+def passage_cosine(
+    detector: TransformerDetector,
+    encoded: Mapping[str, Encoded],
+    units: Mapping[str, tuple[Sequence[tuple[int, int]], NDArray[np.float32]]],
+) -> float:
+    """Mean cosine between the passage head's vectors and the sentence encoder's, per unit."""
+    cosines = [
+        (detector.passage_vectors(encoded[i], spans) * vectors).sum(1)
+        for i, (spans, vectors) in units.items()
+        if len(spans)
+    ]
+    return float(np.concatenate(cosines).mean()) if cosines else 0.0
 
 
 def finish(

@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 from spinlens.errors import SpinlensError
 from spinlens.model import Article, Finding
 from spinlens.onnx_session import cpu_session
+from spinlens.techniques import SpanVectors
 from spinlens.techniques.baseline import ANY, Decoding, Doc, decode_runs
 from spinlens.techniques.ptc import Label, label_template
 
@@ -160,6 +161,15 @@ class TransformerDetector:
             with np.load(paths[2], allow_pickle=False) as arrays:
                 self.tc_weights = arrays["tc_weights"].astype(np.float32)
                 self.tc_bias = arrays["tc_bias"].astype(np.float32)
+                # Optional (models trained with a passage encoder): see passage_vectors.
+                self.passage_weights = (
+                    arrays["passage_weights"].astype(np.float32)
+                    if "passage_weights" in arrays
+                    else None
+                )
+                self.passage_bias = (
+                    arrays["passage_bias"].astype(np.float32) if "passage_bias" in arrays else None
+                )
             self._tokenizer = Tokenizer.from_file(str(paths[3]))
             if session is None:
                 session = cpu_session(paths[0], threads)
@@ -182,6 +192,10 @@ class TransformerDetector:
             self.cls_id = int(meta["cls_id"])
             self.sep_id = int(meta["sep_id"])
             self.tc_temperature = float(meta.get("tc_temperature", 1.0))
+            # The sentence encoder whose vectors the passage head reproduces (its name).
+            self.passage_encoder: str | None = (
+                str(meta["passage_encoder"]) if self.passage_weights is not None else None
+            )
             # Platt scale per head: calibrated = sigmoid(a * logit(mean probability) + b).
             self.calibration: dict[str, tuple[float, float]] = {
                 head: (float(a), float(b)) for head, (a, b) in meta.get("calibration", {}).items()
@@ -344,6 +358,12 @@ class TransformerDetector:
     def detect(self, article: Article) -> list[Finding]:
         return self.detect_many([article])[0]
 
+    def read(self, article: Article) -> tuple[list[Finding], SpanVectors]:
+        """Findings, and the passage head's vectors of any spans of the article from the same
+        pass (``passage_vectors``): narrative matching then needs no encoder of its own."""
+        encoded = self.encode_docs([Doc(article)])[0]
+        return self.findings(encoded), lambda spans: self.passage_vectors(encoded, spans)
+
     def detect_many(self, articles: Sequence[Article]) -> list[list[Finding]]:
         """Findings of several articles, their windows batched together."""
         return [self.findings(e) for e in self.encode_docs([Doc(a) for a in articles])]
@@ -373,6 +393,27 @@ class TransformerDetector:
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
         return [{self.techniques[i]: float(row[i]) for i in np.argsort(-row)} for row in probs]
+
+    def passage_vectors(
+        self, encoded: Encoded, spans: Sequence[tuple[int, int]]
+    ) -> NDArray[np.float32]:
+        """Unit vectors of these text spans in the space of ``self.passage_encoder``: the
+        passage head over the mean hidden state of each span's pieces. A model without a
+        passage head raises SpinlensError."""
+        if self.passage_weights is None or self.passage_bias is None:
+            raise SpinlensError(f"technique model {self.name} has no passage head")
+        out = np.zeros((len(spans), self.passage_weights.shape[1]), np.float32)
+        if not spans or len(encoded.offsets) == 0:
+            return out
+        pooled = np.zeros((len(spans), encoded.hidden.shape[1]), np.float32)
+        for row, (start, end) in enumerate(spans):
+            first, last = piece_range(encoded.offsets, start, end)
+            first = min(first, len(encoded.offsets) - 1)
+            pooled[row] = encoded.hidden[first : max(last, first + 1)].mean(0)
+        out = pooled @ self.passage_weights + self.passage_bias
+        return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(
+            np.float32
+        )
 
     def classify_span(self, article: Article, start: int, end: int) -> dict[str, float]:
         """Probability of each technique for the given span (task TC), highest first."""
