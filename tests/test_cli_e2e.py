@@ -72,6 +72,30 @@ def test_the_canonical_example_as_json():
     check_findings(analysis)
 
 
+@pytest.mark.slow
+def test_the_canonical_example_with_euvsdisinfo_imported():
+    example = need_shared(CANONICAL_EXAMPLE)
+    data = need_shared(CANONICAL_EXAMPLE.parents[1] / "data" / "euvsdisinfo")
+    for name in ("cases-with-disproofs-2015-2017.csv", "cases-2015-2021.csv"):
+        imported = spinlens("narratives", "import", str(data / name))
+        assert imported.returncode == 0, imported.stderr
+    result = spinlens("analyze", str(example), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    analysis = json.loads(result.stdout)
+    text = analysis["article"]["text"]
+    matches = {m["family"]: m for m in analysis["narratives"][:6]}
+    evidence = {
+        family: [text[e["start"] : e["end"]] for e in match["evidence"]]
+        for family, match in matches.items()
+    }
+    assert any("financed from abroad" in e for e in evidence["foreign-funded-agents"])
+    assert any("in the interests of the West" in e for e in evidence["colour-revolution"])
+    # Documented cases of the same narrative, with the debunk the reader needs.
+    precedents = matches["colour-revolution"]["precedents"]
+    assert precedents and all(p["catalogue"] == "euvsdisinfo" and p["url"] for p in precedents)
+    assert any(p["disproof"] for p in precedents)
+
+
 class _Marks(HTMLParser):
     """Collects highlight marks, external resource references and script elements."""
 

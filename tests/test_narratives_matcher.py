@@ -8,7 +8,13 @@ from spinlens.embed import Encoder, load_encoder
 from spinlens.model import Article, Document, Source
 from spinlens.narratives.catalogue import CatalogueStore
 from spinlens.narratives.importers import import_file
-from spinlens.narratives.matcher import EmbeddingMatcher, passage_spans, plan_passages
+from spinlens.narratives.matcher import (
+    CatalogueIndex,
+    EmbeddingMatcher,
+    Item,
+    passage_spans,
+    plan_passages,
+)
 from spinlens.pipeline import Pipeline
 from spinlens.sentences import split_sentences
 
@@ -64,6 +70,35 @@ def test_a_long_sentence_also_yields_its_clauses() -> None:
     text = "Officials said many things about the event yesterday: the riots were paid from abroad."
     clause = "the riots were paid from abroad."
     assert (text.index(clause), len(text)) in passage_spans(text, split_sentences(text))
+
+
+def test_a_long_clause_also_yields_its_head() -> None:
+    text = (
+        "Then the experts drew their conclusion: the turmoil was in the interests of the West, "
+        "including as yet another source of tension near the borders of the region."
+    )
+    head = "the turmoil was in the interests of the West"
+    start = text.index(head)
+    assert (start, start + len(head)) in passage_spans(text, split_sentences(text))
+    short = "The riots, they said, were paid from abroad by foreign foundations."
+    assert passage_spans(short, split_sentences(short)) == [(0, len(short))]
+
+
+def test_a_family_loses_what_its_nearest_counterexample_beats_it_by() -> None:
+    family = Item("spinlens-starter:f", "F", "spinlens-starter", "f")
+    claim = Item("team:c", "C", "team")
+    index = CatalogueIndex(
+        [family, claim],
+        np.array([[1, 0, 0], [0, 0, 1]], dtype=np.float32),
+        np.array([0, 1]),
+        "v",
+        counters=np.array([[0, 1, 0]], dtype=np.float32),
+        counter_owners=np.array([0]),
+    )
+    queries = np.array([[0.6, 0.8, 0], [0.8, 0.6, 0], [0, 0.6, 0.8]], dtype=np.float32)
+    # Nearer the counterexample (0.8) than the family (0.6): 0.6 - 0.2. Nearer the family: as
+    # is. Claims have no counterexamples.
+    assert np.allclose(index.scores(queries), [[0.4, 0], [0.8, 0], [-0.6, 0.8]])
 
 
 def test_each_sentence_is_embedded_once_and_windows_reuse_it() -> None:
@@ -212,6 +247,11 @@ def test_example_article_shows_the_documented_narratives_with_evidence() -> None
     assert any("financed from abroad" in text[e.start : e.end] for e in ngo.evidence)
     west = next(m for m in matches if m.family == "west-provokes-at-russian-borders")
     assert any("in the interests of the West" in text[e.start : e.end] for e in west.evidence)
+    # The colour revolution on the article's claim, not on its reporting of price protests.
+    revolution = next(m for m in matches if m.family == "colour-revolution")
+    evidence = [text[e.start : e.end] for e in revolution.evidence]
+    assert any("in the interests of the West" in e for e in evidence)
+    assert not any("gas prices" in text[e.start : e.end] for m in matches for e in m.evidence)
 
 
 def test_russian_article_matches_the_english_catalogue_cross_lingually() -> None:

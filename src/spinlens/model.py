@@ -81,7 +81,8 @@ class Precedent(BaseModel):
     claim_id: str
     title: str
     catalogue: str
-    # Half its cosine to the article's evidence passages, half its cosine to the family.
+    # Half its best cosine to the article's passages that lean towards the family (scoring
+    # within 0.1 of the threshold), half its cosine to the family.
     score: float
     date: str | None = None
     url: str | None = None

@@ -66,6 +66,10 @@ class Family(BaseModel):
     title: str
     description: str
     phrasings: list[str] = Field(min_length=1)
+    # Plain statements on the family's topic that do not tell its narrative ("protests broke
+    # out over fuel prices" for the colour revolution): a passage that reads more like these
+    # than like the family is reporting, not the narrative (see matcher.CatalogueIndex.scores).
+    counterexamples: list[str] = Field(default_factory=list)
 
 
 def normalize_title(text: str) -> str:

@@ -81,6 +81,13 @@ MIN_PASSAGE_WORDS = 5
 MAX_EVIDENCE = 3
 # Where a long sentence splits into clauses that can carry a claim of their own.
 _CLAUSE_BREAK = re.compile(r"[:;]\s+|\s[-–—]\s+")
+# A long sentence or clause also counts by its head, the words before its first comma, when
+# those are a statement of their own: a trailing qualifier dilutes the claim as a leading one
+# does. "the Kazakh turmoil was in the interests of the West, including as another hotbed of
+# tension near the borders of Russia, in the CIS space" scores 0.50 for the colour revolution,
+# its head 0.61.
+LONG_CLAUSE_WORDS = 16
+HEAD_WORDS = 6
 # With a technique detector's rough passage vectors (its passage head), the encoder reads only
 # this share of an article's passages, those the rough vectors put closest to the catalogue.
 SHORTLIST_SHARE = 0.2
@@ -100,6 +107,13 @@ FAMILY_THRESHOLD = 0.45
 PRECEDENTS = 3
 PRECEDENT_FLOOR = 0.45
 PRECEDENT_TYPICALITY = 0.55
+# Cases are compared with every passage that leans towards the family (scoring at least the
+# threshold less this), not only with its evidence: the evidence is often one pointed clause
+# ("the Kazakh turmoil was in the interests of the West"), too short to be near any documented
+# case, while the passages around it say how this article tells the narrative. On the example
+# article the colour revolution's evidence alone brought no debunked case above the floor; with
+# these passages, three (Moscow 2012, Hungary 1956, a "revolution" plotted in Russia).
+PRECEDENT_REACH = 0.1
 
 
 @dataclass(frozen=True)
@@ -138,13 +152,26 @@ class CatalogueIndex:
     """The vectors of every item of a catalogue, grouped by item, ready for exact search."""
 
     def __init__(
-        self, items: list[Item], vectors: np.ndarray, starts: np.ndarray, version: str
+        self,
+        items: list[Item],
+        vectors: np.ndarray,
+        starts: np.ndarray,
+        version: str,
+        counters: np.ndarray | None = None,
+        counter_owners: np.ndarray | None = None,
     ) -> None:
         self.items = items
         self.vectors = vectors
         # Item i owns vectors[starts[i]:starts[i + 1]] (contiguous, so np.maximum.reduceat works).
         self.starts = starts
         self.version = version
+        # The starter families' counterexamples (see ``scores``): counter vector j belongs to
+        # the family of item counter_owners[j]; a family's counters are contiguous.
+        self.counters = (
+            counters if counters is not None else np.zeros((0, vectors.shape[1]), np.float32)
+        )
+        owners = counter_owners if counter_owners is not None else np.zeros(0, np.int64)
+        self._countered, self._counter_starts = np.unique(owners, return_index=True)
         # Family id -> the claims that belong to it, and each claim's cosine to its family
         # (how typical of the narrative it is); filled by _assign_families.
         self.members: dict[str, np.ndarray] = {}
@@ -177,6 +204,7 @@ class CatalogueIndex:
                 Item(f"{STARTER_CATALOGUE}:{family.id}", family.title, STARTER_CATALOGUE, family.id)
             )
         n_families = len(items)
+        owners = [f for f, family in enumerate(families) for _ in family.counterexamples]
         for claim in claims:
             starts.append(len(texts))
             texts.extend(claim_texts(claim))
@@ -191,6 +219,8 @@ class CatalogueIndex:
                     claim.disproof,
                 )
             )
+        n_item_texts = len(texts)
+        texts.extend(text for family in families for text in family.counterexamples)
         key = hashlib.sha256(
             f"{encoder.name}|{catalogue_version}|{len(texts)}".encode()
         ).hexdigest()[:16]
@@ -200,7 +230,14 @@ class CatalogueIndex:
             vectors = encoder.encode(texts)
             if cache is not None:
                 _store(cache, vectors)
-        index = cls(items, vectors, np.array(starts, dtype=np.int64), key)
+        index = cls(
+            items,
+            vectors[:n_item_texts],
+            np.array(starts, dtype=np.int64),
+            key,
+            vectors[n_item_texts:],
+            np.array(owners, dtype=np.int64),
+        )
         if n_families:
             index._assign_families(n_families, families)
         return index
@@ -242,8 +279,24 @@ class CatalogueIndex:
         return np.maximum.reduceat(sims, starts, axis=1)
 
     def scores(self, query_vectors: np.ndarray) -> np.ndarray:
-        """Cosine of each query with each item (queries × items)."""
-        return self._item_scores(query_vectors @ self.vectors.T)
+        """Cosine of each query with each item (queries × items).
+
+        A family's score loses what its closest counterexample beats it by: a passage nearer
+        plain reporting of the topic than the narrative itself does not tell the narrative. The
+        uncased encoder takes "It all started with reports of protests in the west of the
+        country." for a Western-orchestrated colour revolution (0.61), but that sentence is
+        nearer "Protests began in the western regions and spread to other cities." (0.75), so
+        it scores 0.48; the narrative's own statements are far nearer the family than any of
+        its counterexamples.
+        """
+        scores = self._item_scores(query_vectors @ self.vectors.T)
+        if len(self.counters):
+            nearest = np.maximum.reduceat(
+                query_vectors @ self.counters.T, self._counter_starts, axis=1
+            )
+            own = scores[:, self._countered]
+            scores[:, self._countered] = own - np.maximum(0.0, nearest - own)
+        return scores
 
 
 def _cached(path: Path) -> np.ndarray | None:
@@ -433,11 +486,11 @@ class EmbeddingMatcher:
             matches.append(item.as_match(score, evidence))
             if item.catalogue == STARTER_CATALOGUE:
                 family_matches.append((int(item_index), matches[-1]))
-        # Each family's documented cases, judged on the passages that are its evidence.
+        # Each family's documented cases, judged on the passages that lean towards it.
         shown = {normalize_title(m.title) for m in matches if m.catalogue != STARTER_CATALOGUE}
         for item_index, match in family_matches:
             if match.family in index.members:
-                rows = scores[:, item_index] >= max(threshold, match.score - EVIDENCE_MARGIN)
+                rows = scores[:, item_index] >= threshold - PRECEDENT_REACH
                 match.precedents = _precedents(
                     index, index.members[match.family], scores[rows], shown
                 )
@@ -514,7 +567,8 @@ def plan_passages(text: str, sentences: Sequence[tuple[int, int]]) -> PassagePla
     """Windows of 1 to MAX_WINDOW consecutive sentences, and the clauses of long sentences.
 
     Clauses count on their own because a claim is often the tail of a long sentence ("...this
-    can mean only one thing: X"), and the sentence's first half dilutes its vector.
+    can mean only one thing: X"), and the sentence's first half dilutes its vector; for the
+    same reason the head of a long sentence or clause counts on its own (``_head``).
     """
     units: dict[tuple[int, int], int] = {}
     spans: list[tuple[int, int]] = []
@@ -540,7 +594,21 @@ def plan_passages(text: str, sentences: Sequence[tuple[int, int]]) -> PassagePla
         for a, b in zip([start, *cuts], [*cuts, end], strict=True):
             if cuts and len(text[a:b].split()) >= MIN_PASSAGE_WORDS:
                 add(a, b, (unit(a, b),))
+            head = _head(text, a, b)
+            if head is not None:
+                add(a, head, (unit(a, head),))
     return PassagePlan(list(units), spans, parts)
+
+
+def _head(text: str, start: int, end: int) -> int | None:
+    """Where the head of ``text[start:end]`` ends (its first comma), for a clause of at least
+    LONG_CLAUSE_WORDS words whose head has at least HEAD_WORDS; None otherwise."""
+    if len(text[start:end].split()) < LONG_CLAUSE_WORDS:
+        return None
+    comma = text.find(", ", start, end)
+    if comma < 0 or len(text[start:comma].split()) < HEAD_WORDS:
+        return None
+    return comma
 
 
 def passage_spans(text: str, sentences: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -562,14 +630,15 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _precedents(
-    index: CatalogueIndex, members: np.ndarray, evidence_scores: np.ndarray, shown: set[str]
+    index: CatalogueIndex, members: np.ndarray, passage_scores: np.ndarray, shown: set[str]
 ) -> list[Precedent]:
     """A family's documented cases closest to the article, at most PRECEDENTS.
 
-    A case's score is the mean of its best cosine to the family's evidence passages (how near
-    it is to what this article says) and its typicality (how squarely it tells the family's
-    narrative): either alone ranks badly, the first bringing up any case about protests, the
-    second the same few textbook cases for every article. Only cases of typicality at least
+    A case's score is the mean of its best cosine to the passages that lean towards the family
+    (``passage_scores``: those passages x items; how near it is to what this article says) and
+    its typicality (how squarely it tells the family's narrative): either alone ranks badly,
+    the first bringing up any case about protests, the second the same few textbook cases for
+    every article. Only cases of typicality at least
     PRECEDENT_TYPICALITY are candidates. Cases with a published disproof come first, as the
     debunk is what a reader of the report needs; claims the article matched outright are not
     repeated.
@@ -577,7 +646,7 @@ def _precedents(
     members = members[index.typicality[members] >= PRECEDENT_TYPICALITY]
     if not len(members):
         return []
-    near = evidence_scores[:, members].max(axis=0)
+    near = passage_scores[:, members].max(axis=0)
     combined = (near + index.typicality[members]) / 2
     debunked = np.array([bool(index.items[i].disproof) for i in members])
     found: list[Precedent] = []
