@@ -18,6 +18,7 @@ from spinlens.techniques.cli import train_app
 from spinlens.techniques.taxonomy import NAMES
 from spinlens.techniques.train_transformer import (
     add_passage_targets,
+    fit_platt,
     make_train_doc,
     passage_units,
     pseudo_labelled_docs,
@@ -129,3 +130,21 @@ def test_passage_targets_are_the_encoders_vectors_of_the_matchers_units() -> Non
         # The pieces of a unit cover its text and no more.
         assert doc.offsets[first][0] <= start < doc.offsets[first][1]
         assert doc.offsets[last - 1][0] < end <= doc.offsets[last - 1][1]
+
+
+def test_platt_scales_of_a_narrow_band_of_probabilities_give_the_observed_rate() -> None:
+    # A head reported only above 0.9, right 36% of the time whatever its probability: once
+    # Newton's full steps swung between b = 18 and b = -32 here and scored every span 1.00.
+    raw = [0.90 + 0.07 * i / 49 for i in range(50)]
+    correct = [int(i % 25 < 9) for i in range(50)]
+    a, b = fit_platt(raw, correct)
+    calibrated = [1 / (1 + np.exp(-(a * np.log(p / (1 - p)) + b))) for p in raw]
+    assert 0.0 <= a <= 3.0
+    assert abs(float(np.mean(calibrated)) - 0.36) < 0.05
+
+
+def test_platt_scales_never_rank_less_probable_spans_higher() -> None:
+    raw = [0.3 + 0.01 * i for i in range(40)]
+    correct = [int(i < 20) for i in range(40)]  # the less probable half is the right half
+    a, b = fit_platt(raw, correct)
+    assert a == 0.0 and abs(1 / (1 + np.exp(-b)) - 0.5) < 0.05
