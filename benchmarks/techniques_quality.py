@@ -134,11 +134,19 @@ def render(
     config = meta["config"]
     self_training = ""
     if config.get("teachers") or config.get("teacher"):
-        rounds = 2 if "teacher" in meta else 1
+        rounds, link = 1, meta  # model.json keeps each teacher's record inside its student's
+        while "teacher" in link:
+            rounds, link = rounds + 1, link["teacher"]
         self_training = (
             f"; self-trained ({rounds} round{'s' if rounds > 1 else ''}): a teacher trained on "
             "the same split labels the unlabelled PTC dev and test texts, whose soft labels the "
             "student learns beside the gold ones (the model card has the chain)"
+        )
+    if meta.get("passage_encoder"):
+        self_training += (
+            f"; a passage head learns the sentence vectors of `{meta['passage_encoder']}` "
+            "from the same pass, so narrative matching reads few passages itself (held-out "
+            f"cosine {meta['validation']['passage_cosine']:.3f})"
         )
     speed_text = "Not measured in this run."
     if speed:

@@ -89,10 +89,11 @@ def test_batching_across_articles_keeps_results(detector: TransformerDetector) -
     other = "Weather\n\nIt rained in the morning and the afternoon was mild and dry.\n"
     alone = detector.encode_docs([Doc(ptc.to_article(TEXT))])[0]
     together = detector.encode_docs([Doc(ptc.to_article(other)), Doc(ptc.to_article(TEXT))])[1]
-    # Activations are quantised per batch, so batching moves probabilities a little; windows
-    # put back at the wrong pieces would move them far more.
+    # Activations are quantised per batch, so batching moves probabilities a little (minilm-ptc@3
+    # here: mean 0.027, 99th percentile 0.11, one piece 0.22); windows put back one piece off
+    # would move them far more (mean 0.14, 99th percentile 0.64).
     difference = np.abs(alone.piece_probs - together.piece_probs)
-    assert difference.mean() < 0.03 and difference.max() < 0.2
+    assert difference.mean() < 0.03 and np.percentile(difference, 99) < 0.15
 
 
 @needs_model
@@ -126,9 +127,10 @@ def test_the_passage_head_reads_sentences_close_to_the_sentence_encoder(
     exact = encoder.encode([TEXT[s:e] for s, e in sentences])
     assert np.allclose(np.linalg.norm(rough, axis=1), 1.0, atol=1e-4)
     cosines = (rough * exact).sum(axis=1)
-    # Each sentence is closer to its own encoder vector than to any other sentence's.
+    # Each sentence is as close to its own encoder vector as to any other sentence's (the
+    # slogan is there twice).
     assert (cosines > 0.5).all()
-    assert ((rough @ exact.T).argmax(axis=1) == np.arange(len(sentences))).all()
+    assert (cosines >= (rough @ exact.T).max(axis=1) - 1e-6).all()
 
 
 @needs_model
@@ -212,7 +214,7 @@ def test_ptc_predict_serves_si_tc_and_flc(tmp_path: Path) -> None:
 @needs_model
 def test_registry_and_report_legend_show_validation_f1() -> None:
     detector = load_detector("minilm-ptc")
-    assert detector.name == "minilm-ptc@2"
+    assert detector.name == "minilm-ptc@3"
     scores = validation_f1(detector.name)
     assert set(scores) == set(NAMES)
     assert validation_f1("no-such-model@9") == {}
