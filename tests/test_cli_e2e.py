@@ -94,6 +94,7 @@ def test_the_canonical_example_with_euvsdisinfo_imported():
     }
     assert any("financed from abroad" in e for e in evidence["foreign-funded-agents"])
     assert any("in the interests of the West" in e for e in evidence["colour-revolution"])
+    assert not any("gas prices" in e for passages in evidence.values() for e in passages)
     # Documented cases of the same narrative, with the debunk the reader needs.
     precedents = matches["colour-revolution"]["precedents"]
     assert precedents and all(p["catalogue"] == "euvsdisinfo" for p in precedents)
