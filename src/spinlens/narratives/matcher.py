@@ -179,8 +179,11 @@ class CatalogueIndex:
         # (how typical of the narrative it is); filled by _assign_families.
         self.members: dict[str, np.ndarray] = {}
         self.typicality = np.zeros(len(items), dtype=np.float32)
-        # The starter families come first: items[:n_families].
+        # The starter families come first: items[:n_families], vectors[:family_end].
         self.n_families = sum(item.catalogue == STARTER_CATALOGUE for item in items)
+        self.family_end = (
+            int(starts[self.n_families]) if self.n_families < len(items) else len(vectors)
+        )
 
     @classmethod
     def build(
@@ -255,7 +258,7 @@ class CatalogueIndex:
         family's) and is listed among the family's members."""
         if n_families >= len(self.items):
             return
-        family_end = int(self.starts[n_families])
+        family_end = self.family_end
         titles = self.vectors[self.starts[n_families:]]
         scores = self._item_scores(titles @ self.vectors[:family_end].T, n_families)
         best = scores.argmax(axis=1)
@@ -460,11 +463,7 @@ class EmbeddingMatcher:
         """The passages whose rough vectors score within SHORTLIST_MARGIN of this matcher's
         threshold for some family or claim, so the encoder reads only those."""
         rough = plan.combine(span_vectors(plan.units), text) @ self.index.vectors.T
-        family_end = (
-            int(self.index.starts[self.index.n_families])
-            if self.index.n_families < len(self.index.items)
-            else rough.shape[1]
-        )
+        family_end = self.index.family_end
         margin = np.full(len(plan.spans), -np.inf, dtype=np.float32)
         if family_end:
             margin = rough[:, :family_end].max(axis=1) - self.threshold
@@ -654,10 +653,9 @@ def _precedents(
     (``passage_scores``: those passages x items; how near it is to what this article says) and
     its typicality (how squarely it tells the family's narrative): either alone ranks badly,
     the first bringing up any case about protests, the second the same few textbook cases for
-    every article. Only cases of typicality at least
-    PRECEDENT_TYPICALITY are candidates. Cases with a published disproof come first, as the
-    debunk is what a reader of the report needs; claims the article matched outright are not
-    repeated.
+    every article. Only cases of typicality at least PRECEDENT_TYPICALITY are candidates. Cases
+    with a published disproof come first, as the debunk is what a reader of the report needs;
+    claims the article matched outright are not repeated.
     """
     members = members[index.typicality[members] >= PRECEDENT_TYPICALITY]
     if not len(members):

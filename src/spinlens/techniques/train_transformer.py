@@ -143,6 +143,10 @@ class TrainDoc:
     unit_vectors: NDArray[np.float32] | None = None
 
 
+# Per article ID: the character spans of its units and the sentence encoder's vectors of them.
+UnitVectors = Mapping[str, tuple[Sequence[tuple[int, int]], NDArray[np.float32]]]
+
+
 def passage_units(text: str) -> list[tuple[int, int]]:
     """Character spans of the units whose vectors make the narrative matcher's passages."""
     from spinlens.narratives.matcher import plan_passages
@@ -676,7 +680,7 @@ def train(
         )
 
     passage_encoder = None
-    val_units: dict[str, tuple[list[tuple[int, int]], NDArray[np.float32]]] = {}
+    val_units: dict[str, tuple[Sequence[tuple[int, int]], NDArray[np.float32]]] = {}
     if config.passage_encoder:
         from spinlens.embed import Encoder
 
@@ -821,12 +825,7 @@ def train(
     fp32_path = fp32_out or out / "model-fp32.onnx"
     export_onnx(model, fp32_path, out / MODEL_FILE)
     log(f"exported {out / MODEL_FILE} ({(out / MODEL_FILE).stat().st_size / 1e6:.1f} MB)")
-    meta.update(finish(out, val_docs, val_gold, val_ids, config, log))
-    if val_units:
-        int8 = TransformerDetector(out, threads=config.threads)
-        cosine = passage_cosine(int8, encode_all(int8, val_docs), val_units)
-        meta["validation"]["passage_cosine"] = round(cosine, 4)
-        log(f"validation (int8): passage head cosine to {meta['passage_encoder']} {cosine:.4f}")
+    meta.update(finish(out, val_docs, val_gold, val_ids, config, log, val_units))
     fp32 = TransformerDetector(out, model_file=str(fp32_path.resolve()), threads=config.threads)
     meta["validation_fp32"] = evaluate(fp32, encode_all(fp32, val_docs), val_gold)
     if fp32_out is None:
@@ -847,9 +846,7 @@ def train(
 
 
 def passage_cosine(
-    detector: TransformerDetector,
-    encoded: Mapping[str, Encoded],
-    units: Mapping[str, tuple[Sequence[tuple[int, int]], NDArray[np.float32]]],
+    detector: TransformerDetector, encoded: Mapping[str, Encoded], units: UnitVectors
 ) -> float:
     """Mean cosine between the passage head's vectors and the sentence encoder's, per unit."""
     cosines = [
@@ -867,9 +864,12 @@ def finish(
     val_ids: Sequence[str],
     config: TrainConfig,
     log: Callable[[str], None],
+    val_units: UnitVectors | None = None,
 ) -> dict[str, Any]:
     """Choose decodings, TC temperature and calibration on validation with the int8 model in
-    ``out``; write them to its model.json and return what was added."""
+    ``out``; write them to its model.json and return what was added. With ``val_units`` (the
+    sentence encoder's vectors of the validation articles' units), the passage head's cosine to
+    them is measured too."""
     detector = TransformerDetector(out, threads=config.threads)
     encoded = encode_all(detector, val_docs)
     detector.decodings = choose_transformer_decodings(detector.heads, encoded, val_gold)
@@ -881,18 +881,23 @@ def finish(
         f"validation (int8): SI F1 {metrics['si']['f1']:.4f}, TC micro-F1 "
         f"{metrics['tc']['f1']:.4f}, FLC F1 {metrics['flc']['f1']:.4f}"
     )
+    validation: dict[str, Any] = {
+        "articles": len(val_ids),
+        "seed": config.seed,
+        "share": config.validation_share,
+        "ids": list(val_ids),
+        **metrics,
+    }
+    if val_units:
+        cosine = passage_cosine(detector, encoded, val_units)
+        validation["passage_cosine"] = round(cosine, 4)
+        log(f"validation (int8): passage head cosine to {detector.passage_encoder} {cosine:.4f}")
     added = {
         "decodings": _decodings_json(detector.decodings),
         "tc_temperature": detector.tc_temperature,
         "calibration": {head: list(ab) for head, ab in detector.calibration.items()},
         "reliability": reliability(data, list(val_ids)),
-        "validation": {
-            "articles": len(val_ids),
-            "seed": config.seed,
-            "share": config.validation_share,
-            "ids": list(val_ids),
-            **metrics,
-        },
+        "validation": validation,
     }
     meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
     meta.update(added)

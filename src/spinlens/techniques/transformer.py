@@ -91,12 +91,18 @@ def span_vector(
     hidden: NDArray[np.float32], first: int, last: int, text: str, start: int, end: int
 ) -> NDArray[np.float32]:
     """The TC head's input for pieces ``first:last`` of a text's hidden states."""
-    first = min(first, hidden.shape[0] - 1)
-    last = max(last, first + 1)
-    inside = hidden[first:last]
-    context = hidden[max(0, first - CONTEXT) : last + CONTEXT]
-    extras = np.asarray(span_extras(text, start, end, last - first), dtype=np.float32)
+    rows = _pieces(hidden.shape[0], first, last)
+    inside = hidden[rows]
+    context = hidden[max(0, rows.start - CONTEXT) : rows.stop + CONTEXT]
+    extras = np.asarray(span_extras(text, start, end, rows.stop - rows.start), dtype=np.float32)
     return np.concatenate([inside.mean(0), inside.max(0), context.mean(0), extras])
+
+
+def _pieces(n_pieces: int, first: int, last: int) -> slice:
+    """Pieces ``first:last``, at least one and within the text (a span between pieces, or past
+    the last one, reads its nearest piece)."""
+    first = min(first, n_pieces - 1)
+    return slice(first, max(last, first + 1))
 
 
 def piece_range(offsets: NDArray[np.int64], start: int, end: int) -> tuple[int, int]:
@@ -161,14 +167,15 @@ class TransformerDetector:
             with np.load(paths[2], allow_pickle=False) as arrays:
                 self.tc_weights = arrays["tc_weights"].astype(np.float32)
                 self.tc_bias = arrays["tc_bias"].astype(np.float32)
-                # Optional (models trained with a passage encoder): see passage_vectors.
-                self.passage_weights = (
-                    arrays["passage_weights"].astype(np.float32)
+                # Weights and bias of the passage head, for models trained with a passage
+                # encoder (see passage_vectors); None otherwise.
+                self.passage_head: tuple[NDArray[np.float32], NDArray[np.float32]] | None = (
+                    (
+                        arrays["passage_weights"].astype(np.float32),
+                        arrays["passage_bias"].astype(np.float32),
+                    )
                     if "passage_weights" in arrays
                     else None
-                )
-                self.passage_bias = (
-                    arrays["passage_bias"].astype(np.float32) if "passage_bias" in arrays else None
                 )
             self._tokenizer = Tokenizer.from_file(str(paths[3]))
             if session is None:
@@ -194,7 +201,7 @@ class TransformerDetector:
             self.tc_temperature = float(meta.get("tc_temperature", 1.0))
             # The sentence encoder whose vectors the passage head reproduces (its name).
             self.passage_encoder: str | None = (
-                str(meta["passage_encoder"]) if self.passage_weights is not None else None
+                str(meta["passage_encoder"]) if self.passage_head is not None else None
             )
             # Platt scale per head: calibrated = sigmoid(a * logit(mean probability) + b).
             self.calibration: dict[str, tuple[float, float]] = {
@@ -400,17 +407,20 @@ class TransformerDetector:
         """Unit vectors of these text spans in the space of ``self.passage_encoder``: the
         passage head over the mean hidden state of each span's pieces. A model without a
         passage head raises SpinlensError."""
-        if self.passage_weights is None or self.passage_bias is None:
+        if self.passage_head is None:
             raise SpinlensError(f"technique model {self.name} has no passage head")
-        out = np.zeros((len(spans), self.passage_weights.shape[1]), np.float32)
+        weights, bias = self.passage_head
         if not spans or len(encoded.offsets) == 0:
-            return out
-        pooled = np.zeros((len(spans), encoded.hidden.shape[1]), np.float32)
-        for row, (start, end) in enumerate(spans):
-            first, last = piece_range(encoded.offsets, start, end)
-            first = min(first, len(encoded.offsets) - 1)
-            pooled[row] = encoded.hidden[first : max(last, first + 1)].mean(0)
-        out = pooled @ self.passage_weights + self.passage_bias
+            return np.zeros((len(spans), weights.shape[1]), np.float32)
+        pooled = np.stack(
+            [
+                encoded.hidden[
+                    _pieces(len(encoded.offsets), *piece_range(encoded.offsets, s, e))
+                ].mean(0)
+                for s, e in spans
+            ]
+        )
+        out = pooled @ weights + bias
         return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(
             np.float32
         )
