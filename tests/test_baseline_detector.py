@@ -185,3 +185,13 @@ def test_smoothing_carries_a_weak_word_between_confident_ones() -> None:
     assert [(a, b) for a, b, _ in joined] == [(2, 4)]  # "lying greedy thieves": one span
     np.testing.assert_allclose(smoothed(probs, 3)[0], 0.2, rtol=1e-6)  # the ends average two
     assert smoothed(probs, 1) is probs
+
+
+def test_a_peak_keeps_confident_runs_whole_and_drops_weak_ones() -> None:
+    doc = Doc(Article(text="They are lying greedy thieves and they know it", language="en"))
+    # "lying greedy thieves" has a confident core; "know it" only hovers over the threshold.
+    probs = np.array([0.1, 0.1, 0.5, 0.45, 0.9, 0.1, 0.1, 0.45, 0.45], dtype=np.float32)
+    runs = decode_runs(doc, probs, Decoding(0.4, 0))
+    assert [(a, b) for a, b, _ in runs] == [(2, 4), (7, 8)]
+    kept = decode_runs(doc, probs, Decoding(0.4, 0, peak=0.7))
+    assert [(a, b) for a, b, _ in kept] == [(2, 4)]  # the whole run, weak words included

@@ -228,6 +228,9 @@ class Decoding:
     # Probabilities are first averaged over this many neighbouring tokens (1: not smoothed),
     # so one confident word carries its weaker neighbours and a lone dip does not split a span.
     smooth: int = 1
+    # A run is kept only when some token of it reaches this (hysteresis: a confident core
+    # carries its weaker neighbours, weak runs alone are dropped); 0: every run is kept.
+    peak: float = 0.0
 
 
 def smoothed(probabilities: NDArray[np.float32], width: int) -> NDArray[np.float32]:
@@ -263,6 +266,7 @@ def decode_runs(
     return [
         (int(above[s]), int(above[e]), float(p))
         for s, e, p in zip(starts, ends, peaks, strict=True)
+        if p >= decoding.peak
     ]
 
 

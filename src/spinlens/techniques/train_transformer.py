@@ -606,10 +606,7 @@ def _write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
 
 
 def _decodings_json(decodings: Mapping[str, Decoding | None]) -> dict[str, Any]:
-    return {
-        head: None if d is None else {"threshold": d.threshold, "gap": d.gap, "smooth": d.smooth}
-        for head, d in decodings.items()
-    }
+    return {head: None if d is None else asdict(d) for head, d in decodings.items()}
 
 
 # --- training ----------------------------------------------------------------------------

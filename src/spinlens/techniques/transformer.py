@@ -210,7 +210,12 @@ class TransformerDetector:
             self.decodings: dict[str, Decoding | None] = {
                 head: None
                 if d is None
-                else Decoding(float(d["threshold"]), int(d["gap"]), int(d.get("smooth", 1)))
+                else Decoding(
+                    float(d["threshold"]),
+                    int(d["gap"]),
+                    int(d.get("smooth", 1)),
+                    float(d.get("peak", 0.0)),
+                )
                 for head, d in meta["decodings"].items()
             }
         except (KeyError, TypeError, ValueError) as error:
