@@ -10,7 +10,7 @@ import pytest
 
 from spinlens.errors import SpinlensError
 from spinlens.narratives.catalogue import Claim
-from spinlens.narratives.train_bridge import collect_sentences, train_bridge
+from spinlens.narratives.train_bridge import collect_sentences, read_pairs, train_bridge
 from spinlens.narratives.train_encoder import (
     EmbeddedCatalogue,
     TrainConfig,
@@ -151,3 +151,19 @@ def test_bridge_training_refuses_a_missing_folder_and_too_little_text(tmp_path) 
         collect_sentences([tmp_path / "missing"], [])
     with pytest.raises(SpinlensError, match="too few"):
         train_bridge(["One sentence of text here."], tmp_path / "out")
+
+
+def test_translated_pairs_are_read_by_column_name_and_bad_files_are_refused(tmp_path) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(
+        "kind\tenglish\trussian\n"
+        "narrative\tThe West paid the protesters.\tЗапад заплатил протестующим.\n"
+        "neutral\tIt rained.\t\n",  # no translation: skipped
+        encoding="utf-8",
+    )
+    assert read_pairs(pairs) == [("The West paid the protesters.", "Запад заплатил протестующим.")]
+    (tmp_path / "bad.tsv").write_text("kind\tenglish\nneutral\tIt rained.\n", encoding="utf-8")
+    with pytest.raises(SpinlensError, match="needs a header"):
+        read_pairs(tmp_path / "bad.tsv")
+    with pytest.raises(SpinlensError, match="cannot read pairs"):
+        read_pairs(tmp_path / "missing.tsv")

@@ -256,17 +256,31 @@ def train_bridge_command(
     ] = None,
     euvsdisinfo: Annotated[
         Path | None,
-        typer.Option(help="Folder with the two EUvsDisinfo exports: case titles and summaries."),
+        typer.Option(
+            help="Folder with the two EUvsDisinfo exports: case titles, summaries and disproofs."
+        ),
     ] = None,
     encoder: Annotated[
         Path | None,
         typer.Option(help="English encoder folder to imitate (default: models/minilm-narratives)."),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the sentences.")] = 40,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            help="Tab-separated file with columns english and russian (or any other language "
+            "USE reads): translated pairs to measure the bridge on, not trained on."
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the sentences.")] = 160,
     seed: Annotated[int, typer.Option(help="Seed of shuffling and of training.")] = 13,
 ) -> None:
     """Train the bridge from USE multilingual vectors to the English encoder's (needs torch)."""
-    from spinlens.narratives.train_bridge import BridgeConfig, collect_sentences, train_bridge
+    from spinlens.narratives.train_bridge import (
+        BridgeConfig,
+        collect_sentences,
+        read_pairs,
+        train_bridge,
+    )
     from spinlens.narratives.train_encoder import load_claims
 
     try:
@@ -275,14 +289,16 @@ def train_bridge_command(
         cases: list[str] = []
         if euvsdisinfo is not None:
             for claim in load_claims(euvsdisinfo):
-                cases.extend(t for t in (claim.title, claim.summary) if t)
+                cases.extend(t for t in (claim.title, claim.summary, claim.disproof) if t)
         sentences = collect_sentences(articles or [], cases)
+        held_out = read_pairs(pairs) if pairs is not None else []
         meta = train_bridge(
             sentences,
             out,
             BridgeConfig(seed=seed, epochs=epochs),
             encoder_dir=encoder,
             log=lambda line: _err.print(line, markup=False),
+            pairs=held_out,
         )
     except SpinlensError as error:
         raise _fail(error) from None

@@ -20,6 +20,7 @@ Needs torch (the ``train`` extra); the bridge runs with numpy alone (``spinlens.
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import time
@@ -46,8 +47,8 @@ MIN_WORDS = 4
 @dataclass(frozen=True)
 class BridgeConfig:
     seed: int = 13
-    hidden: int = 1024
-    epochs: int = 40
+    hidden: int = 2048
+    epochs: int = 160
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -57,7 +58,7 @@ class BridgeConfig:
 
 def collect_sentences(articles: Sequence[Path], case_texts: Sequence[str]) -> list[str]:
     """Distinct sentences of at least MIN_WORDS words: every ``*.txt`` article under the
-    ``articles`` folders, and the case titles and summaries in ``case_texts``."""
+    ``articles`` folders, and the case texts (titles, summaries, disproofs) in ``case_texts``."""
     texts = list(case_texts)
     for folder in articles:
         if not folder.is_dir():
@@ -78,8 +79,13 @@ def train_bridge(
     config: BridgeConfig = BridgeConfig(),
     encoder_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    pairs: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """Embed ``sentences`` with both encoders, fit the bridge, write it to ``out_dir``."""
+    """Embed ``sentences`` with both encoders, fit the bridge, write it to ``out_dir``.
+
+    ``pairs``: (English, translation) sentence pairs kept out of training; the mean cosine
+    between the bridged translation and the English encoder's vector of the English sentence
+    is reported (``pairs_cosine``): what the bridge is for, which English text cannot show."""
     if len(sentences) < 100:
         raise SpinlensError(f"{len(sentences)} sentences are too few to train a bridge on")
     try:
@@ -147,15 +153,41 @@ def train_bridge(
     agreement = float(np.mean(np.sum(bridged * exact, axis=1)))
     if agreement < 0.999:
         raise SpinlensError(f"the float16 bridge drifts from the trained one (cosine {agreement})")
+    pairs_cosine = None
+    if pairs:
+        english = target_encoder.encode([e for e, _ in pairs])
+        foreign = bridge_forward(
+            [stored[n] for n in ("w1", "b1", "w2", "b2")],
+            source_encoder.encode([f for _, f in pairs]),
+        )
+        pairs_cosine = round(float(np.mean(np.sum(english * foreign, axis=1))), 4)
+        log(f"{len(pairs)} translated pairs: cosine to the English encoder {pairs_cosine:.4f}")
     meta = {
         "source_encoder": source_encoder.name,
         "target_encoder": target_encoder.name,
         "config": asdict(config),
         "sentences": {"train": len(order) - n_valid, "validation": n_valid},
         "validation_cosine": history[-1]["validation_cosine"],
+        "pairs": len(pairs),
+        "pairs_cosine": pairs_cosine,
         "float16_agreement": round(agreement, 5),
         "history": history,
         "minutes": round((time.perf_counter() - started) / 60, 1),
     }
     (out_dir / BRIDGE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
+
+
+def read_pairs(path: Path) -> list[tuple[str, str]]:
+    """Translated sentence pairs from a tab-separated file with a header: the ``english``
+    column and a column of translations (the first other than ``english`` and ``kind``)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    except OSError as error:
+        raise SpinlensError(f"cannot read pairs {path}: {error.strerror}") from None
+    others = [name for name in (rows[0] if rows else ()) if name not in ("english", "kind")]
+    if not rows or "english" not in rows[0] or not others:
+        raise SpinlensError(f"{path}: needs a header with an 'english' column and a translation")
+    other = others[0]
+    return [(row["english"], row[other]) for row in rows if row["english"] and row[other]]
