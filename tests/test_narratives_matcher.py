@@ -263,6 +263,20 @@ def test_russian_article_matches_the_english_catalogue_cross_lingually() -> None
     assert all("моста" not in e and "Погода" not in e for e in evidence)
 
 
+def test_the_russian_example_finds_its_narratives_on_the_passages_english_finds_them() -> None:
+    """Our Russian translation of the example article: the foreign-funded NGOs and the colour
+    revolution, each on the passage that carries it in English, at the shipped thresholds."""
+    text = (FIXTURES / "example_article_ru.txt").read_text(encoding="utf-8")
+    matches = {m.family: m for m in EmbeddingMatcher().match(article(text, language="ru"))}
+    assert {"foreign-funded-agents", "colour-revolution"} <= matches.keys()
+
+    def evidence(family: str) -> list[str]:
+        return [text[e.start : e.end] for e in matches[family].evidence]
+
+    assert any("неправительственных организаций" in e for e in evidence("foreign-funded-agents"))
+    assert any("в интересах Запада" in e for e in evidence("colour-revolution"))
+
+
 def test_unrelated_russian_text_matches_nothing() -> None:
     text = (
         "Разогрейте духовку до 200 градусов. Смешайте муку, масло и сахар в большой миске. "
