@@ -60,36 +60,40 @@ def calibrate(matcher: Any) -> dict[str, dict[str, float]]:
     n = matcher.index.n_families
 
     def best(scores: Any) -> tuple[float, float]:
+        """The best family score and the best claim score over all passages."""
         return float(scores[:, :n].max()), float(scores[:, n:].max())
 
-    english, bridged = [], []
+    def bridged(text: str, sentences: list[tuple[int, int]]) -> tuple[float, float]:
+        return best(matcher._multilingual_scores(matching.plan_passages(text, sentences), text))
+
+    english_rows, bridged_rows = [], []
     for path in sorted(PTC_TEST.glob("*.txt")):
         text = path.read_text(encoding="utf-8")
         plan = matching.plan_passages(text, split_sentences(text))
         if plan.spans:
-            english.append(best(matcher.index.scores(plan.vectors(matcher.encoder, text))))
-            bridged.append(best(matcher._multilingual_scores(plan, text)))
-
-    def bridged_best(text: str) -> tuple[float, float]:
-        return best(matcher._multilingual_scores(plan_of(text), text))
-
-    def plan_of(text: str) -> Any:
-        return matching.plan_passages(text, [(0, len(text))])
-
+            english_rows.append(best(matcher.index.scores(plan.vectors(matcher.encoder, text))))
+            bridged_rows.append(best(matcher._multilingual_scores(plan, text)))
     with CALIBRATION_PAIRS.open(encoding="utf-8") as f:
         narrative = [row for row in csv.DictReader(f, delimiter="\t") if row["kind"] == "narrative"]
+    # Each statement matched as a one-sentence article, its English original and its Russian.
     losses = np.mean(
-        [np.subtract(bridged_best(r["english"]), bridged_best(r["russian"])) for r in narrative],
+        [
+            np.subtract(
+                bridged(r["english"], [(0, len(r["english"]))]),
+                bridged(r["russian"], [(0, len(r["russian"]))]),
+            )
+            for r in narrative
+        ],
         axis=0,
     )
-    english_best, bridged_best_scores = np.array(english), np.array(bridged)
+    english_best, bridged_best = np.array(english_rows), np.array(bridged_rows)
     found: dict[str, dict[str, float]] = {}
     for column, kind, threshold in (
         (0, "family", matching.THRESHOLD),
         (1, "claim", matching.CLAIM_THRESHOLD),
     ):
         rate = float((english_best[:, column] >= threshold).mean())
-        matched = float(np.quantile(bridged_best_scores[:, column], 1 - rate))
+        matched = float(np.quantile(bridged_best[:, column], 1 - rate))
         chosen = round(matched - float(losses[column]), 2)
         found[kind] = {
             "english_threshold": threshold,
@@ -97,9 +101,9 @@ def calibrate(matcher: Any) -> dict[str, dict[str, float]]:
             "rate_matched": matched,
             "loss": float(losses[column]),
             "threshold": chosen,
-            "bridged_rate": float((bridged_best_scores[:, column] >= chosen).mean()),
+            "bridged_rate": float((bridged_best[:, column] >= chosen).mean()),
         }
-    found["data"] = {"articles": len(english), "pairs": len(narrative)}
+    found["data"] = {"articles": len(english_rows), "pairs": len(narrative)}
     return found
 
 
@@ -124,19 +128,28 @@ def main() -> None:
         normalize_title,
         starter_families,
     )
-    from spinlens.narratives.matcher import CatalogueIndex, EmbeddingMatcher, plan_passages
+    from spinlens.narratives.matcher import (
+        CLAIM_THRESHOLD,
+        MULTILINGUAL_CLAIM_THRESHOLD,
+        MULTILINGUAL_THRESHOLD,
+        CatalogueIndex,
+        EmbeddingMatcher,
+        plan_passages,
+    )
     from spinlens.sentences import split_sentences
 
     matcher = EmbeddingMatcher(threshold=-1.0, claim_threshold=-1.0, top=400)
     items = matcher.index.items
 
+    def top_claims(matches: list[NarrativeMatch]) -> list[NarrativeMatch]:
+        return [m for m in matches if m.catalogue != STARTER_CATALOGUE][:10]
+
     def top10(matches: list[NarrativeMatch]) -> list[str]:
-        return [m.title for m in matches if m.catalogue != STARTER_CATALOGUE][:10]
+        return [m.title for m in top_claims(matches)]
 
     def reaching(matches: list[NarrativeMatch], threshold: float) -> int:
         """How many of the top 10 claims score at least ``threshold``."""
-        claims = [m for m in matches if m.catalogue != STARTER_CATALOGUE][:10]
-        return sum(m.score >= threshold for m in claims)
+        return sum(m.score >= threshold for m in top_claims(matches))
 
     def overlap(a: list[str], b: list[str]) -> int:
         return len({normalize_title(t) for t in a} & {normalize_title(t) for t in b})
@@ -218,8 +231,6 @@ def main() -> None:
 
     bridged, old = pair_figures(russian_pairs), pair_figures(old_pairs)
     calibration = calibrate(matcher)
-    from spinlens.narratives import matcher as matching
-
     shipped = EmbeddingMatcher().match(russian)  # what a report of the Russian article shows
     shown = ", ".join(
         f"{m.family if m.catalogue == STARTER_CATALOGUE else m.title[:40]} {m.score:.2f}"
@@ -230,8 +241,8 @@ def main() -> None:
         f"{c['rate_matched']:.3f} | {c['loss']:.3f} | **{c['threshold']:.2f}** "
         f"({c['bridged_rate']:.0%}) | {shipped_value:.2f} |"
         for kind, c, shipped_value in (
-            ("families", calibration["family"], matching.MULTILINGUAL_THRESHOLD),
-            ("claims", calibration["claim"], matching.MULTILINGUAL_CLAIM_THRESHOLD),
+            ("families", calibration["family"], MULTILINGUAL_THRESHOLD),
+            ("claims", calibration["claim"], MULTILINGUAL_CLAIM_THRESHOLD),
         )
     ]
     lines = [
@@ -280,9 +291,9 @@ def main() -> None:
         "",
         *[f"- {a}  /  {b}" for a, b in zip(en, ru, strict=False)],
         "",
-        f"{reaching(english_matches, matching.CLAIM_THRESHOLD)} of the English top 10 reach "
+        f"{reaching(english_matches, CLAIM_THRESHOLD)} of the English top 10 reach "
         "the English claim threshold and",
-        f"{reaching(russian_matches, matching.MULTILINGUAL_CLAIM_THRESHOLD)} of the Russian top "
+        f"{reaching(russian_matches, MULTILINGUAL_CLAIM_THRESHOLD)} of the Russian top "
         "10 the Russian one, so reports show none of them: so far below the",
         "thresholds, claims are ordered by chance likeness as much as by topic (the English list "
         "is half",

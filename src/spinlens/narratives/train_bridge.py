@@ -147,7 +147,8 @@ def train_bridge(
     stored = {name: value.astype(np.float16) for name, value in weights.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / BRIDGE_FILE, **stored)
-    bridged = bridge_forward([stored[n] for n in ("w1", "b1", "w2", "b2")], source[-n_valid:])
+    layers = [stored[n] for n in ("w1", "b1", "w2", "b2")]  # as spinlens.embed.Bridge runs them
+    bridged = bridge_forward(layers, source[-n_valid:])
     with torch.no_grad():
         exact = torch.nn.functional.normalize(net(x_valid), dim=1).numpy()
     agreement = float(np.mean(np.sum(bridged * exact, axis=1)))
@@ -156,10 +157,7 @@ def train_bridge(
     pairs_cosine = None
     if pairs:
         english = target_encoder.encode([e for e, _ in pairs])
-        foreign = bridge_forward(
-            [stored[n] for n in ("w1", "b1", "w2", "b2")],
-            source_encoder.encode([f for _, f in pairs]),
-        )
+        foreign = bridge_forward(layers, source_encoder.encode([f for _, f in pairs]))
         pairs_cosine = round(float(np.mean(np.sum(english * foreign, axis=1))), 4)
         log(f"{len(pairs)} translated pairs: cosine to the English encoder {pairs_cosine:.4f}")
     meta = {
