@@ -271,7 +271,14 @@ def train_bridge_command(
             "USE reads): translated pairs to measure the bridge on, not trained on."
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the sentences.")] = 160,
+    parallel: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Tab-separated file of translated pairs (columns english and a translation, "
+            "e.g. data/bridge_parallel_en_ru.tsv) to train on; repeatable."
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the sentences.")] = 80,
     seed: Annotated[int, typer.Option(help="Seed of shuffling and of training.")] = 13,
 ) -> None:
     """Train the bridge from USE multilingual vectors to the English encoder's (needs torch)."""
@@ -290,7 +297,9 @@ def train_bridge_command(
         if euvsdisinfo is not None:
             for claim in load_claims(euvsdisinfo):
                 cases.extend(t for t in (claim.title, claim.summary, claim.disproof) if t)
-        sentences = collect_sentences(articles or [], cases)
+        translated = [pair for path in parallel or [] for pair in read_pairs(path)]
+        # Their English sides are English text like the rest.
+        sentences = collect_sentences(articles or [], cases + [e for e, _ in translated])
         held_out = read_pairs(pairs) if pairs is not None else []
         meta = train_bridge(
             sentences,
@@ -299,6 +308,7 @@ def train_bridge_command(
             encoder_dir=encoder,
             log=lambda line: _err.print(line, markup=False),
             pairs=held_out,
+            parallel=translated,
         )
     except SpinlensError as error:
         raise _fail(error) from None
