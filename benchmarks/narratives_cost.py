@@ -51,7 +51,7 @@ NOTES = [
     "  6,382 sentences of 160 PTC training articles to reproduce the sentence encoder's vectors",
     "  (1,300 held out): held-out cosine 0.74 on the states after the detector's third layer, 0.77",
     "  after its fourth (an MLP on their mean: 0.67). The bridge from USE (then at 0.72; now",
-    '  0.77) shares about half of the top-10 claims of English sentences ("Narrative matching',
+    '  0.76) shares about half of the top-10 claims of English sentences ("Narrative matching',
     '  across languages"): too blurred for English articles.',
     "",
 ]

@@ -153,10 +153,14 @@ def test_bridge_training_refuses_a_missing_folder_and_too_little_text(tmp_path) 
         train_bridge(["One sentence of text here."], tmp_path / "out")
 
 
-def test_bridge_training_refuses_to_train_on_a_pair_it_measures_on(tmp_path) -> None:
-    pair = ("The West paid the protesters.", "Запад заплатил протестующим.")
-    with pytest.raises(SpinlensError, match="also one to measure on"):
-        train_bridge(["A sentence."] * 200, tmp_path / "out", pairs=[pair], parallel=[pair])
+def test_bridge_training_refuses_to_train_on_a_sentence_it_measures_on(tmp_path) -> None:
+    measured = [("The West paid the protesters.", "Запад заплатил протестующим.")]
+    for overlapping in (
+        measured[0],
+        ("Western money paid the protesters.", "Запад заплатил протестующим."),  # Russian only
+    ):
+        with pytest.raises(SpinlensError, match="also one to measure on"):
+            train_bridge(["A sentence."] * 200, tmp_path, pairs=measured, parallel=[overlapping])
 
 
 def test_translated_pairs_are_read_by_column_name_and_bad_files_are_refused(tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -275,10 +276,17 @@ def train_bridge_command(
         list[Path] | None,
         typer.Option(
             help="Tab-separated file of translated pairs (columns english and a translation, "
-            "e.g. data/bridge_parallel_en_ru.tsv) to train on; repeatable."
+            "e.g. training/bridge_parallel_en_ru.tsv) to train on; repeatable."
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the sentences.")] = 80,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Passes over the sentences (default 80, chosen with --parallel; trained on "
+            "English alone, 160 was best).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of shuffling and of training.")] = 13,
 ) -> None:
     """Train the bridge from USE multilingual vectors to the English encoder's (needs torch)."""
@@ -297,14 +305,16 @@ def train_bridge_command(
         if euvsdisinfo is not None:
             for claim in load_claims(euvsdisinfo):
                 cases.extend(t for t in (claim.title, claim.summary, claim.disproof) if t)
-        translated = [pair for path in parallel or [] for pair in read_pairs(path)]
-        # Their English sides are English text like the rest.
-        sentences = collect_sentences(articles or [], cases + [e for e, _ in translated])
+        sentences = collect_sentences(articles or [], cases)
         held_out = read_pairs(pairs) if pairs is not None else []
+        translated = [pair for path in parallel or [] for pair in read_pairs(path)]
+        config = BridgeConfig(seed=seed)
+        if epochs is not None:
+            config = replace(config, epochs=epochs)
         meta = train_bridge(
             sentences,
             out,
-            BridgeConfig(seed=seed, epochs=epochs),
+            config,
             encoder_dir=encoder,
             log=lambda line: _err.print(line, markup=False),
             pairs=held_out,
