@@ -84,7 +84,7 @@ def test_a_long_clause_also_yields_its_head() -> None:
     assert passage_spans(short, split_sentences(short)) == [(0, len(short))]
 
 
-def test_a_family_loses_what_its_nearest_counterexample_beats_it_by() -> None:
+def test_an_item_loses_what_the_nearest_counterexample_beats_it_by() -> None:
     family = Item("spinlens-starter:f", "F", "spinlens-starter", "f")
     claim = Item("team:c", "C", "team")
     index = CatalogueIndex(
@@ -97,8 +97,9 @@ def test_a_family_loses_what_its_nearest_counterexample_beats_it_by() -> None:
     )
     queries = np.array([[0.6, 0.8, 0], [0.8, 0.6, 0], [0, 0.6, 0.8]], dtype=np.float32)
     # Nearer the counterexample (0.8) than the family (0.6): 0.6 - 0.2. Nearer the family: as
-    # is. Claims have no counterexamples.
-    assert np.allclose(index.scores(queries), [[0.4, 0], [0.8, 0], [-0.6, 0.8]])
+    # is. A claim is judged against every family's counterexamples: 0 - 0.8, 0 - 0.6, and the
+    # third query, nearer the claim (0.8) than the counterexample (0.6), as is.
+    assert np.allclose(index.scores(queries), [[0.4, -0.8], [0.8, -0.6], [-0.6, 0.8]])
 
 
 def test_each_sentence_is_embedded_once_and_windows_reuse_it() -> None:

@@ -68,7 +68,8 @@ class Family(BaseModel):
     phrasings: list[str] = Field(min_length=1)
     # Plain statements on the family's topic that do not tell its narrative ("protests broke
     # out over fuel prices" for the colour revolution): a passage that reads more like these
-    # than like the family is reporting, not the narrative (see matcher.CatalogueIndex.scores).
+    # than like the family is reporting, not the narrative; nor, when it reads more like any
+    # family's counterexample than like a claim, that claim (matcher.CatalogueIndex.scores).
     counterexamples: list[str] = Field(default_factory=list)
 
 
