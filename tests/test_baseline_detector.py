@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
 from spinlens.model import Article
 from spinlens.techniques import ptc
-from spinlens.techniques.baseline import Decoding, Doc, decode_runs, smoothed
+from spinlens.techniques.baseline import Decoding, Doc, LinearDetector, decode_runs, smoothed
 from spinlens.techniques.cli import ptc_app, train_app
 from spinlens.techniques.detectors import load_detector, load_linear
 from spinlens.techniques.taxonomy import NAMES
@@ -166,6 +167,18 @@ def test_smoke_training_writes_a_loadable_model(few_articles, tmp_path) -> None:
     assert model.meta["trained_articles"] == 6
     findings = model.detect(ptc.to_article(LOADED))
     assert all(f.text == LOADED[f.start : f.end] and 0 <= f.score <= 1 for f in findings)
+
+
+def test_a_saved_model_keeps_every_part_of_its_decodings(tmp_path) -> None:
+    """Smoothing and peak are chosen on validation like threshold and gap: a saved and
+    reloaded model must decode as the one that was measured."""
+    detector = LinearDetector.load(models_dir() / "baseline-linear")  # not the cached one
+    chosen = Decoding(threshold=0.3, gap=2, smooth=3, peak=0.6)
+    detector.decodings = {**detector.decodings, "ANY": chosen, "Doubt": None}
+    detector.save(tmp_path / "model")
+    reloaded = LinearDetector.load(tmp_path / "model")
+    assert reloaded.decodings == detector.decodings
+    assert reloaded.decodings["ANY"] == chosen and reloaded.decodings["Doubt"] is None
 
 
 def test_train_command_reports_a_missing_data_folder(tmp_path) -> None:

@@ -23,7 +23,7 @@ import zlib
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +233,27 @@ class Decoding:
     peak: float = 0.0
 
 
+def decodings_to_json(decodings: Mapping[str, Decoding | None]) -> dict[str, Any]:
+    """Per head, its decoding as model.json stores it (None: the head is never reported)."""
+    return {head: None if d is None else asdict(d) for head, d in decodings.items()}
+
+
+def decodings_from_json(stored: Mapping[str, Any]) -> dict[str, Decoding | None]:
+    """The decodings of a model.json; fields a model predates keep their defaults. Raises
+    KeyError, TypeError or ValueError on a malformed entry."""
+    return {
+        head: None
+        if d is None
+        else Decoding(
+            float(d["threshold"]),
+            int(d["gap"]),
+            int(d.get("smooth", 1)),
+            float(d.get("peak", 0.0)),
+        )
+        for head, d in stored.items()
+    }
+
+
 def smoothed(probabilities: NDArray[np.float32], width: int) -> NDArray[np.float32]:
     """Moving mean over ``width`` tokens centred on each token (shorter at the text's ends)."""
     if width <= 1 or probabilities.size == 0:
@@ -322,9 +343,7 @@ class LinearDetector:
             raise SpinlensError(f"cannot read baseline model in {folder}: {error}") from None
         if meta.get("format") != FORMAT:
             raise SpinlensError(f"{model_file}: not a {FORMAT} model")
-        decodings = {
-            head: Decoding(**d) if d is not None else None for head, d in meta["decodings"].items()
-        }
+        decodings = decodings_from_json(meta["decodings"])
         return cls(
             techniques=meta["techniques"],
             tagger_weights=weights["tagger_weights"],
@@ -348,10 +367,8 @@ class LinearDetector:
             "techniques": self.techniques,
             "tagger_bits": self.tagger_mask.bit_length(),
             "span_bits": self.span_mask.bit_length(),
-            "decodings": {
-                head: None if d is None else {"threshold": d.threshold, "gap": d.gap}
-                for head, d in self.decodings.items()
-            },
+            # All of each decoding: its smoothing and peak were chosen on validation too.
+            "decodings": decodings_to_json(self.decodings),
         }
         # float16 halves the files; the scores it changes move by far less than any threshold.
         np.savez_compressed(

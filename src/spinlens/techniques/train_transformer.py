@@ -45,7 +45,7 @@ from numpy.typing import NDArray
 from spinlens.embed import TextEncoder
 from spinlens.errors import SpinlensError
 from spinlens.techniques import ptc
-from spinlens.techniques.baseline import ANY, Decoding, Doc
+from spinlens.techniques.baseline import ANY, Decoding, Doc, decodings_to_json
 from spinlens.techniques.taxonomy import NAMES
 from spinlens.techniques.train_baseline import choose_decodings, load_corpus
 from spinlens.techniques.transformer import (
@@ -605,10 +605,6 @@ def _write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
-def _decodings_json(decodings: Mapping[str, Decoding | None]) -> dict[str, Any]:
-    return {head: None if d is None else asdict(d) for head, d in decodings.items()}
-
-
 # --- training ----------------------------------------------------------------------------
 
 
@@ -890,7 +886,7 @@ def finish(
         validation["passage_cosine"] = round(cosine, 4)
         log(f"validation (int8): passage head cosine to {detector.passage_encoder} {cosine:.4f}")
     added = {
-        "decodings": _decodings_json(detector.decodings),
+        "decodings": decodings_to_json(detector.decodings),
         "tc_temperature": detector.tc_temperature,
         "calibration": {head: list(ab) for head, ab in detector.calibration.items()},
         "reliability": reliability(data, list(val_ids)),

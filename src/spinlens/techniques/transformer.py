@@ -40,7 +40,7 @@ from spinlens.errors import SpinlensError
 from spinlens.model import Article, Finding
 from spinlens.onnx_session import cpu_session
 from spinlens.techniques import SpanVectors
-from spinlens.techniques.baseline import ANY, Decoding, Doc, decode_runs
+from spinlens.techniques.baseline import ANY, Decoding, Doc, decode_runs, decodings_from_json
 from spinlens.techniques.ptc import Label, label_template
 
 FORMAT = "spinlens.transformer-ptc/1"
@@ -207,17 +207,7 @@ class TransformerDetector:
             self.calibration: dict[str, tuple[float, float]] = {
                 head: (float(a), float(b)) for head, (a, b) in meta.get("calibration", {}).items()
             }
-            self.decodings: dict[str, Decoding | None] = {
-                head: None
-                if d is None
-                else Decoding(
-                    float(d["threshold"]),
-                    int(d["gap"]),
-                    int(d.get("smooth", 1)),
-                    float(d.get("peak", 0.0)),
-                )
-                for head, d in meta["decodings"].items()
-            }
+            self.decodings = decodings_from_json(meta["decodings"])
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{paths[1]}: malformed model metadata ({error!r})") from None
         overrides = dict(thresholds or {})
