@@ -76,7 +76,7 @@ def calibrate(matcher: Any) -> dict[str, dict[str, float]]:
         text = path.read_text(encoding="utf-8")
         plan = matching.plan_passages(text, split_sentences(text))
         if plan.spans:
-            english_rows.append(best(matcher.index.scores(plan.vectors(matcher.encoder, text))))
+            english_rows.append(best(matcher.passage_scores(plan, text, "en")))
             bridged_rows.append(best(matcher._multilingual_scores(plan, text)))
     with CALIBRATION_PAIRS.open(encoding="utf-8") as f:
         narrative = [row for row in csv.DictReader(f, delimiter="\t") if row["kind"] == "narrative"]
@@ -203,10 +203,7 @@ def main() -> None:
     def claim_scores(article: Article) -> Any:
         """Each claim's best passage score, as ``match`` would rank them all."""
         plan = plan_passages(article.text, article.sentences)
-        if article.language == "en":
-            scores = matcher.index.scores(plan.vectors(matcher.encoder, article.text))
-        else:
-            scores = matcher._multilingual_scores(plan, article.text)
+        scores = matcher.passage_scores(plan, article.text, article.language)
         return scores[:, matcher.index.n_families :].max(axis=0)
 
     def agreement(english_article: Article, other: Article) -> tuple[float, float]:

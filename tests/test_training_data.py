@@ -28,8 +28,7 @@ def evaluation_sentences() -> list[str]:
         ROOT / "benchmarks/data/bridge_pairs_en_ru.tsv",
         ROOT / "tests/fixtures/narratives/parallel_en_ru.tsv",
     ):
-        with table.open(encoding="utf-8") as f:
-            found += [row["english"] for row in csv.DictReader(f, delimiter="\t")]
+        found += [english for english, _ in read_pairs(table)]
     texts = sorted((ROOT / "benchmarks/data/crosslingual_articles").glob("*.txt"))
     texts = [p for p in texts if not p.name.endswith(".ru.txt")]
     if EXAMPLE.is_file():  # the example's own sentences are checked where ../shared is present

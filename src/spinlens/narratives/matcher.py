@@ -314,13 +314,16 @@ class CatalogueIndex:
         scores = self._item_scores(query_vectors @ self.vectors.T)
         if len(self.counters):
             to_counters = query_vectors @ self.counters.T
-            nearest = np.maximum.reduceat(to_counters, self._counter_starts, axis=1)
-            own = scores[:, self._countered]
-            scores[:, self._countered] = own - np.maximum(0.0, nearest - own)
-            claims = scores[:, self.n_families :]
-            plain = to_counters.max(axis=1, keepdims=True)
-            scores[:, self.n_families :] = claims - np.maximum(0.0, plain - claims)
+            families = np.maximum.reduceat(to_counters, self._counter_starts, axis=1)
+            scores[:, self._countered] = _countered(scores[:, self._countered], families)
+            every = to_counters.max(axis=1, keepdims=True)
+            scores[:, self.n_families :] = _countered(scores[:, self.n_families :], every)
         return scores
+
+
+def _countered(own: np.ndarray, counter: np.ndarray) -> np.ndarray:
+    """A score less what the counterexample's score beats it by."""
+    return own - np.maximum(0.0, counter - own)
 
 
 def _cached(path: Path) -> np.ndarray | None:
@@ -459,20 +462,26 @@ class EmbeddingMatcher:
         plan = plan_passages(article.text, spans)
         if not plan.spans or not self.index.items:
             return []
+        threshold, claim_threshold = self.threshold, self.claim_threshold
         if _is_english(article.language):
             if span_vectors is not None:
                 plan = self._shortlist(plan, span_vectors, article.text)
                 if not plan.spans:  # nothing comes near the catalogue: nothing to read
                     return []
-            scores = self.index.scores(plan.vectors(self.encoder, article.text))
-            threshold, claim_threshold = self.threshold, self.claim_threshold
         else:
-            scores = self._multilingual_scores(plan, article.text)
-            # Calibrated for these scores; an explicit threshold of the caller (e.g. -1 to
+            # Calibrated for bridged scores; an explicit threshold of the caller (e.g. -1 to
             # rank everything) applies to both.
-            threshold = min(self.threshold, MULTILINGUAL_THRESHOLD)
-            claim_threshold = min(self.claim_threshold, MULTILINGUAL_CLAIM_THRESHOLD)
+            threshold = min(threshold, MULTILINGUAL_THRESHOLD)
+            claim_threshold = min(claim_threshold, MULTILINGUAL_CLAIM_THRESHOLD)
+        scores = self.passage_scores(plan, article.text, article.language)
         return self._select(self.index, plan.spans, scores, threshold, claim_threshold)
+
+    def passage_scores(self, plan: PassagePlan, text: str, language: str | None) -> np.ndarray:
+        """Passages × items, each passage read by the encoder of ``language``: MiniLM for
+        English (and unknown), USE and the bridge for the other languages ``supports``."""
+        if _is_english(language):
+            return self.index.scores(plan.vectors(self.encoder, text))
+        return self._multilingual_scores(plan, text)
 
     def _shortlist(self, plan: PassagePlan, span_vectors: SpanVectors, text: str) -> PassagePlan:
         """The passages whose rough vectors score within SHORTLIST_MARGIN of this matcher's

@@ -134,11 +134,10 @@ def train_bridge(
         log(f"embedding {len(trained_pairs):,} translated pairs")
         originals = [e for e, _ in trained_pairs]
         inputs = source_encoder.encode(originals + [f for _, f in trained_pairs])
-        targets = target_encoder.encode(originals)
-        n = len(originals)
-        repeated = np.tile(inputs[n:], (config.parallel_repeat, 1))
-        x_train = torch.cat([x_train, torch.from_numpy(inputs[:n]), torch.from_numpy(repeated)])
-        targets = np.tile(targets, (1 + config.parallel_repeat, 1))
+        english, foreign = np.split(inputs, [len(originals)])
+        rows = np.concatenate([english, *[foreign] * config.parallel_repeat])
+        targets = np.tile(target_encoder.encode(originals), (1 + config.parallel_repeat, 1))
+        x_train = torch.cat([x_train, torch.from_numpy(rows)])
         y_train = torch.cat([y_train, torch.from_numpy(targets)])
     x_valid, y_valid = torch.from_numpy(source[-n_valid:]), torch.from_numpy(target[-n_valid:])
     net = torch.nn.Sequential(
