@@ -166,6 +166,22 @@ def test_a_family_match_lists_documented_cases_of_it_with_their_debunk(tmp_path:
     assert all("gas" not in p.title for m in matches for p in m.precedents)
 
 
+def test_many_close_cases_do_not_push_the_family_off_the_report(tmp_path: Path) -> None:
+    crowd = "the crowd outside the town hall was led by activists of NGOs financed from America"
+    rows = [f"{crowd} and Europe (desk note {n}),False," for n in range(6)]
+    team = tmp_path / "crowd.csv"
+    team.write_text("text,verdict,url\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        import_file(store, team, catalogue="team")
+    matches = EmbeddingMatcher(store_path=store_path, top=3).match(article(ARTICLE))
+    cases = [m for m in matches if m.catalogue == "team"]
+    families = [m for m in matches if m.catalogue == "spinlens-starter"]
+    # Three cases outscore the family, and each kind keeps its own three places.
+    assert len(cases) == 3 and min(c.score for c in cases) > families[0].score
+    assert families[0].family == "foreign-funded-agents"
+
+
 def test_catalogue_embeddings_are_cached_until_the_catalogue_changes(
     tmp_path: Path,
 ) -> None:

@@ -78,6 +78,7 @@ CLAIM_THRESHOLD = 0.7
 # ninth in English).
 MULTILINGUAL_THRESHOLD = 0.55
 MULTILINGUAL_CLAIM_THRESHOLD = 0.70
+# At most this many families, and as many claims, per article.
 TOP = 8
 # Three-sentence windows cost a third more time (1.7 s instead of 2.5 s for a PTC article)
 # and found nothing the two-sentence windows missed on 40 PTC articles.
@@ -510,20 +511,26 @@ class EmbeddingMatcher:
         matches: list[NarrativeMatch] = []
         family_matches: list[tuple[int, NarrativeMatch]] = []  # (item index, match)
         seen_titles: set[str] = set()
+        # Families and claims each get ``top`` places: an article about MH17 can match a dozen
+        # cases above 0.7, and the family it tells (with its precedents) must not fall off the
+        # report behind them.
+        room = {True: self.top, False: self.top}
         for item_index in np.argsort(-best, kind="stable"):
             score = float(best[item_index])
-            if len(matches) >= self.top or score < min(threshold, claim_threshold):
+            if not any(room.values()) or score < min(threshold, claim_threshold):
                 break
             floor = float(floors[item_index])
             item = index.items[item_index]
+            is_family = bool(families[item_index])
             # One case published in several languages has several pages: show it once.
             title = normalize_title(item.title)
-            if score < floor or title in seen_titles:
+            if score < floor or title in seen_titles or not room[is_family]:
                 continue
+            room[is_family] -= 1
             seen_titles.add(title)
             evidence = _evidence(passages, scores[:, item_index], score, floor)
             matches.append(item.as_match(score, evidence))
-            if item.catalogue == STARTER_CATALOGUE:
+            if is_family:
                 family_matches.append((int(item_index), matches[-1]))
         # Each family's documented cases, judged on the passages that lean towards it.
         shown = {normalize_title(m.title) for m in matches if m.catalogue != STARTER_CATALOGUE}
