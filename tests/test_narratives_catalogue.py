@@ -1,3 +1,4 @@
+import re
 import sqlite3
 from pathlib import Path
 
@@ -115,3 +116,17 @@ def test_starter_catalogue_has_30_to_60_distinct_families() -> None:
     ids = {f.id for f in families}
     assert {"colour-revolution", "foreign-funded-agents", "foreign-militants"} <= ids
     assert all(len(f.phrasings) >= 3 and f.description for f in families)
+
+
+def test_every_starter_family_is_written_in_russian_too() -> None:
+    cyrillic = re.compile(r"[а-яё]", re.IGNORECASE)
+    for family in starter_families():
+        russian = family.translations["ru"]
+        # One translation per English text, so a Russian article meets the whole family.
+        assert len(russian.phrasings) == len(family.phrasings), family.id
+        assert len(russian.counterexamples) == len(family.counterexamples), family.id
+        texts = [russian.title, russian.description, *russian.phrasings, *russian.counterexamples]
+        assert all(cyrillic.search(text) for text in texts), family.id
+        both = family.in_every_language()
+        assert len(both.phrasings) == 2 * len(family.phrasings) + 2
+        assert both.translations == {}

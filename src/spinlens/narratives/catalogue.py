@@ -59,6 +59,15 @@ class Claim(BaseModel):
         return f"{normalize_title(self.title)}|{self.date or ''}"
 
 
+class FamilyText(BaseModel):
+    """A family's texts in another language."""
+
+    title: str
+    description: str
+    phrasings: list[str] = Field(min_length=1)
+    counterexamples: list[str] = Field(default_factory=list)
+
+
 class Family(BaseModel):
     """A recurring narrative: a description and typical phrasings of it, in our own words."""
 
@@ -71,6 +80,28 @@ class Family(BaseModel):
     # than like the family is reporting, not the narrative; nor, when it reads more like any
     # family's counterexample than like a claim, that claim (matcher.CatalogueIndex.scores).
     counterexamples: list[str] = Field(default_factory=list)
+    # The same texts in other languages (ISO 639-1 code -> texts), our translations. The
+    # multilingual encoder matches an article against the family in its own language as well as
+    # in English: USE puts a Russian sentence nearer a Russian paraphrase than an English one
+    # (docs/benchmarks.md, "Narrative matching across languages").
+    translations: dict[str, FamilyText] = Field(default_factory=dict)
+
+    def in_every_language(self) -> Family:
+        """This family with its translations' texts as further phrasings and counterexamples."""
+        other = self.translations.values()
+        return self.model_copy(
+            update={
+                "phrasings": [
+                    *self.phrasings,
+                    *(text for t in other for text in (t.title, t.description, *t.phrasings)),
+                ],
+                "counterexamples": [
+                    *self.counterexamples,
+                    *(text for t in other for text in t.counterexamples),
+                ],
+                "translations": {},
+            }
+        )
 
 
 def normalize_title(text: str) -> str:
