@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spinlens.embed import MULTILINGUAL_LANGUAGES
 from spinlens.errors import ExtractionError
-from spinlens.extract import extract, is_chrome, parse_date
+from spinlens.extract import extract, identify_short_language, is_chrome, parse_date
 from spinlens.model import Document, Source
 
 from .conftest import CANONICAL_EXAMPLE, EXAMPLES, need_shared
@@ -165,3 +166,14 @@ def test_any_text_gives_an_article_or_a_clear_error(text: str):
     except ExtractionError:
         return
     assert article.text.strip()
+
+
+def test_a_short_text_gets_a_language_only_when_it_is_clear() -> None:
+    def language(text: str) -> str | None:
+        return identify_short_language(text, MULTILINGUAL_LANGUAGES)
+
+    assert language("Выборы решили взломанные машины") == "ru"
+    assert language("Szczepionki powodują autyzm u dzieci") == "pl"
+    # An English title py3langid would call French if it had to choose: no language.
+    assert language("Europe destroyed Ukraine") is None
+    assert language("") is None

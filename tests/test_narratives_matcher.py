@@ -182,6 +182,34 @@ def test_many_close_cases_do_not_push_the_family_off_the_report(tmp_path: Path) 
     assert families[0].family == "foreign-funded-agents"
 
 
+def test_a_claim_listed_in_russian_matches_an_english_article_and_a_russian_query(
+    tmp_path: Path,
+) -> None:
+    desk = tmp_path / "desk.csv"
+    desk.write_text(
+        "text,verdict,url\n"
+        "Исход выборов решили взломанные машины для голосования,Ложь,https://desk.example/1\n",
+        encoding="utf-8",
+    )
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        import_file(store, desk, catalogue="desk")
+        import_file(store, FIXTURES / "team.csv", catalogue="team")
+    matcher = EmbeddingMatcher(store_path=store_path, catalogues=["desk", "team"])
+    text = (
+        "The vote count was a fraud. The result of the election was decided by voting machines "
+        "that had been hacked. Nobody has been punished for it."
+    )
+    found = {m.catalogue: m for m in matcher.match(article(text, language="en"))}
+    # Read by MiniLM, which knows no Russian, the Russian claim scored 0.1 against its own
+    # English translation; through USE and the bridge it lands in the same space.
+    assert found["desk"].url == "https://desk.example/1"
+    assert "hacked" in text[found["desk"].evidence[0].start : found["desk"].evidence[0].end]
+    (results,) = matcher.search(["Выборы решили взломанные машины для голосования"], top=2)
+    assert {r.catalogue for r in results} == {"desk", "team"}  # both lists' version of it
+    assert results[1].score > 0.5
+
+
 def test_catalogue_embeddings_are_cached_until_the_catalogue_changes(
     tmp_path: Path,
 ) -> None:

@@ -13,8 +13,10 @@ English articles (and those whose language is unknown) are embedded with MiniLM.
 another language USE multilingual v3 knows are embedded with USE and carried into MiniLM's space
 by the bridge (``embed.Bridge``), then searched against the same catalogue vectors: the same
 claims come up for an article and its translation far more often than when USE embeds both
-sides (docs/benchmarks.md, "Narrative matching across languages"). Other languages are not
-supported (``supports``), and the pipeline says so.
+sides (docs/benchmarks.md, "Narrative matching across languages"). Catalogued claims and
+search queries written in one of those languages are embedded the same way
+(``encode_by_language``). Other languages are not supported (``supports``), and the pipeline
+says so.
 
 Search is exact (one matrix product with numpy): an article's ~100 passages against the 16k
 vectors of the starter families and all EUvsDisinfo cases take about 20 ms. An HNSW index
@@ -28,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -38,12 +40,14 @@ from spinlens.config import home
 from spinlens.embed import (
     MULTILINGUAL_LANGUAGES,
     BridgedEncoder,
+    ModelUnavailableError,
     TextEncoder,
     load_bridge,
     load_encoder,
     load_multilingual_encoder,
     multilingual_encoder_name,
 )
+from spinlens.extract import identify_short_language
 from spinlens.model import Article, NarrativeMatch, Precedent, Span
 from spinlens.narratives.catalogue import (
     STARTER_CATALOGUE,
@@ -159,6 +163,47 @@ def claim_texts(claim: Claim) -> list[str]:
     return texts
 
 
+class ForeignReader:
+    """Embeds texts in the languages besides English that USE knows, into MiniLM's space
+    (through the bridge); USE is loaded on the first text that needs it."""
+
+    def __init__(self, name: str, dim: int, load: Callable[[], TextEncoder]) -> None:
+        self.name = name
+        self.dim = dim
+        self._load = load
+
+    @staticmethod
+    def reads(text: str) -> bool:
+        """Whether ``text`` is, surely enough, in a language this reads and MiniLM does not."""
+        return identify_short_language(text, MULTILINGUAL_LANGUAGES) not in (None, "en")
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return self._load().encode(texts, batch_size)
+
+
+def encode_by_language(
+    texts: Sequence[str],
+    encoder: TextEncoder,
+    foreign: ForeignReader | None,
+    batch_size: int = 1,
+) -> np.ndarray:
+    """Each text embedded by ``encoder``, or by ``foreign`` when it is in another language
+    ``foreign`` reads (alone, by default: see CatalogueIndex.build)."""
+    vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    other = [i for i, text in enumerate(texts) if foreign is not None and foreign.reads(text)]
+    own = sorted(set(range(len(texts))) - set(other))
+    vectors[own] = _encode(encoder, [texts[i] for i in own], batch_size)
+    if other and foreign is not None:
+        vectors[other] = _encode(foreign, [texts[i] for i in other], batch_size)
+    return vectors
+
+
+def _encode(encoder: TextEncoder, texts: Sequence[str], batch_size: int = 1) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    return encoder.encode(texts, batch_size=batch_size)
+
+
 class CatalogueIndex:
     """The vectors of every item of a catalogue, grouped by item, ready for exact search."""
 
@@ -202,11 +247,14 @@ class CatalogueIndex:
         catalogue_version: str = "",
         cache_dir: Path | None = None,
         cache_slot: str = "default",
+        other_languages: ForeignReader | None = None,
     ) -> CatalogueIndex:
         """Embed the items, or load their vectors from ``cache_dir``.
 
         A slot (one store and one choice of catalogues) keeps one cache file, for the latest
         catalogue version, so searching one catalogue does not evict the vectors of all.
+        Claims written in another language ``other_languages`` reads (a team's list in Russian,
+        a Spanish fact-checker's ClaimReview) are embedded by it, into ``encoder``'s space.
         """
         texts: list[str] = []
         starts: list[int] = []
@@ -235,8 +283,11 @@ class CatalogueIndex:
             )
         n_item_texts = len(texts)
         texts.extend(text for family in families for text in family.counterexamples)
+        readers = encoder.name
+        if other_languages is not None:
+            readers += f"|{other_languages.name}"
         key = hashlib.sha256(
-            f"{encoder.name}|{catalogue_version}|{len(texts)}|one-by-one".encode()
+            f"{readers}|{catalogue_version}|{len(texts)}|one-by-one".encode()
         ).hexdigest()[:16]
         cache = cache_dir / f"narratives-{cache_slot}-{key}.npy" if cache_dir else None
         vectors = _cached(cache) if cache is not None else None
@@ -245,7 +296,15 @@ class CatalogueIndex:
             # move with their neighbours, and adding a team's list or a counterexample would
             # move every claim a little (enough to reorder the claims just under a threshold).
             # Alone, a text always gets the same vector. Three times slower, once per version.
-            vectors = encoder.encode(texts, batch_size=1)
+            # The starter families' texts (and counterexamples) are English.
+            claims_from = int(starts[n_families]) if claims else n_item_texts
+            vectors = np.concatenate(
+                [
+                    _encode(encoder, texts[:claims_from]),
+                    encode_by_language(texts[claims_from:n_item_texts], encoder, other_languages),
+                    _encode(encoder, texts[n_item_texts:]),
+                ]
+            )
             if cache is not None:
                 _store(cache, vectors)
         index = cls(
@@ -386,6 +445,11 @@ class EmbeddingMatcher:
         slot = hashlib.sha256(f"{path.resolve()}|{selection}".encode()).hexdigest()[:10]
         self._cache_dir = home() / "cache" if use_cache else None
         self._families = families
+        # Loaded on the first article (or claim, or query) that needs them: English-only use
+        # never loads USE.
+        self._multilingual_encoder = multilingual_encoder
+        self._multilingual_families: CatalogueIndex | None = None
+        self.foreign = self._foreign_reader()
         self.index = CatalogueIndex.build(
             self.encoder,
             claims,
@@ -393,10 +457,8 @@ class EmbeddingMatcher:
             f"{self.catalogue_version}|{selection}",
             self._cache_dir,
             slot,
+            self.foreign,
         )
-        # Loaded on the first article that needs them: English-only use never loads USE.
-        self._multilingual_encoder = multilingual_encoder
-        self._multilingual_families: CatalogueIndex | None = None
         self.name = f"{self.encoder.name}+catalogue@{self.catalogue_version}"
         self.passage_space = self.encoder.name
 
@@ -411,12 +473,26 @@ class EmbeddingMatcher:
             return f"{passages_by}-shortlist+{self.name}"
         if _is_english(language) or not self.supports(language):
             return self.name
-        encoder = self._multilingual_encoder
-        if encoder is not None:
-            encoder_name = encoder.name
-        else:  # known without loading USE; the same name BridgedEncoder gives itself
-            encoder_name = f"{multilingual_encoder_name()}+{load_bridge().name}"
-        return f"{encoder_name}+catalogue@{self.catalogue_version}"
+        return f"{self._multilingual_name()}+catalogue@{self.catalogue_version}"
+
+    def _foreign_reader(self) -> ForeignReader | None:
+        """USE and the bridge, for claims and queries in other languages; None where the bridge
+        is missing or fits another encoder (a benchmark's base MiniLM): MiniLM then reads them,
+        as it reads everything English."""
+        if self._multilingual_encoder is None:
+            try:
+                if load_bridge().target != self.encoder.name:
+                    return None
+            except ModelUnavailableError:
+                return None
+        return ForeignReader(self._multilingual_name(), self.encoder.dim, self.multilingual_encoder)
+
+    def _multilingual_name(self) -> str:
+        """The bridged encoder's name, known without loading USE (the name BridgedEncoder
+        gives itself)."""
+        if self._multilingual_encoder is not None:
+            return self._multilingual_encoder.name
+        return f"{multilingual_encoder_name()}+{load_bridge().name}"
 
     def multilingual_encoder(self) -> BridgedEncoder:
         """USE, bridged into the space of ``encoder`` (loaded on first use)."""
@@ -547,7 +623,7 @@ class EmbeddingMatcher:
         in several languages (same title) is listed once, as in ``match``."""
         if not queries or not self.index.items:
             return [[] for _ in queries]
-        scores = self.index.scores(self.encoder.encode(queries))
+        scores = self.index.scores(encode_by_language(queries, self.encoder, self.foreign, 32))
         return [self._distinct_best(row, top) for row in scores]
 
     def _distinct_best(self, row: np.ndarray, top: int) -> list[NarrativeMatch]:
