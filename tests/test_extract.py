@@ -176,4 +176,6 @@ def test_a_short_text_gets_a_language_only_when_it_is_clear() -> None:
     assert language("Szczepionki powodują autyzm u dzieci") == "pl"
     # An English title py3langid would call French if it had to choose: no language.
     assert language("Europe destroyed Ukraine") is None
+    # Ukrainian, which USE was not trained on, is not taken for its nearest neighbour, Russian.
+    assert language("Вибори вирішили зламані машини для голосування") is None
     assert language("") is None

@@ -4,8 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinlens.embed import Encoder, load_encoder
+from spinlens.embed import Encoder, ModelUnavailableError, load_encoder
 from spinlens.model import Article, Document, Source
+from spinlens.narratives import matcher as matcher_module
 from spinlens.narratives.catalogue import CatalogueStore
 from spinlens.narratives.importers import import_file
 from spinlens.narratives.matcher import (
@@ -208,6 +209,29 @@ def test_a_claim_listed_in_russian_matches_an_english_article_and_a_russian_quer
     (results,) = matcher.search(["Выборы решили взломанные машины для голосования"], top=2)
     assert {r.catalogue for r in results} == {"desk", "team"}  # both lists' version of it
     assert results[1].score > 0.5
+
+
+def test_without_use_a_russian_claim_does_not_stop_english_matching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> None:
+        raise ModelUnavailableError("USE cannot load")
+
+    monkeypatch.setattr(matcher_module, "load_multilingual_encoder", broken)
+    desk = tmp_path / "desk.csv"
+    desk.write_text(
+        "text,verdict,url\nИсход выборов решили взломанные машины для голосования,Ложь,\n",
+        encoding="utf-8",
+    )
+    store_path = tmp_path / "c.sqlite3"
+    with CatalogueStore(store_path) as store:
+        import_file(store, desk, catalogue="desk")
+        import_file(store, FIXTURES / "team.csv", catalogue="team")
+    matcher = EmbeddingMatcher(store_path=store_path, catalogues=["desk", "team"])
+    text = "The result of the election was decided by voting machines that had been hacked."
+    assert matcher.match(article(text, language="en"))[0].catalogue == "team"
+    # Vectors made without USE are not kept: the next start, with USE working, reads it right.
+    assert not list((tmp_path / "home" / "cache").glob("narratives-*.npy"))
 
 
 def test_catalogue_embeddings_are_cached_until_the_catalogue_changes(

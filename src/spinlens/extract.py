@@ -119,9 +119,14 @@ SHORT_TEXT_CONFIDENCE = 0.9
 
 
 def identify_short_language(text: str, among: frozenset[str]) -> str | None:
-    """The language of a short ``text`` among the py3langid codes ``among``, or None when
-    py3langid is less than SHORT_TEXT_CONFIDENCE sure of any."""
-    language, probability = _short_text_identifier(among).classify(text[:LANGUAGE_SAMPLE_CHARS])
+    """The language of a short ``text`` when it is one of the py3langid codes ``among`` and
+    py3langid, choosing among those, is at least SHORT_TEXT_CONFIDENCE sure of it; else None.
+    A text whose likeliest language of all is another one (Ukrainian, for USE's languages) is
+    not forced into the nearest of ``among``."""
+    sample = text[:LANGUAGE_SAMPLE_CHARS]
+    if identify_language(sample) not in among:
+        return None
+    language, probability = _short_text_identifier(among).classify(sample)
     return str(language) if probability >= SHORT_TEXT_CONFIDENCE else None
 
 

@@ -171,6 +171,9 @@ class ForeignReader:
         self.name = name
         self.dim = dim
         self._load = load
+        # Set when USE or the bridge failed to load: the texts it should have read were read
+        # by MiniLM instead, and vectors made so are not cached (see CatalogueIndex.build).
+        self.unavailable: str | None = None
 
     @staticmethod
     def reads(text: str) -> bool:
@@ -194,7 +197,12 @@ def encode_by_language(
     own = sorted(set(range(len(texts))) - set(other))
     vectors[own] = _encode(encoder, [texts[i] for i in own], batch_size)
     if other and foreign is not None:
-        vectors[other] = _encode(foreign, [texts[i] for i in other], batch_size)
+        try:
+            vectors[other] = _encode(foreign, [texts[i] for i in other], batch_size)
+        except ModelUnavailableError as exc:
+            # A broken USE install must not stop English matching: MiniLM reads these too.
+            foreign.unavailable = str(exc)
+            vectors[other] = _encode(encoder, [texts[i] for i in other], batch_size)
     return vectors
 
 
@@ -305,7 +313,7 @@ class CatalogueIndex:
                     _encode(encoder, texts[n_item_texts:]),
                 ]
             )
-            if cache is not None:
+            if cache is not None and (other_languages is None or not other_languages.unavailable):
                 _store(cache, vectors)
         index = cls(
             items,
@@ -445,8 +453,9 @@ class EmbeddingMatcher:
         slot = hashlib.sha256(f"{path.resolve()}|{selection}".encode()).hexdigest()[:10]
         self._cache_dir = home() / "cache" if use_cache else None
         self._families = families
-        # Loaded on the first article (or claim, or query) that needs them: English-only use
-        # never loads USE.
+        # Loaded on the first article (or claim, or query) that needs them: English articles
+        # never load USE, though building the catalogue's vectors does when some claims are in
+        # another language (EUvsDisinfo has one Russian title; once per catalogue version).
         self._multilingual_encoder = multilingual_encoder
         self._multilingual_families: CatalogueIndex | None = None
         self.foreign = self._foreign_reader()
