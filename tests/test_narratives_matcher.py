@@ -183,9 +183,8 @@ def test_many_close_cases_do_not_push_the_family_off_the_report(tmp_path: Path) 
     assert families[0].family == "foreign-funded-agents"
 
 
-def test_a_claim_listed_in_russian_matches_an_english_article_and_a_russian_query(
-    tmp_path: Path,
-) -> None:
+def russian_desk_and_english_team(tmp_path: Path) -> EmbeddingMatcher:
+    """A desk's list in Russian with one claim, and the English team list that has it too."""
     desk = tmp_path / "desk.csv"
     desk.write_text(
         "text,verdict,url\n"
@@ -196,7 +195,13 @@ def test_a_claim_listed_in_russian_matches_an_english_article_and_a_russian_quer
     with CatalogueStore(store_path) as store:
         import_file(store, desk, catalogue="desk")
         import_file(store, FIXTURES / "team.csv", catalogue="team")
-    matcher = EmbeddingMatcher(store_path=store_path, catalogues=["desk", "team"])
+    return EmbeddingMatcher(store_path=store_path, catalogues=["desk", "team"])
+
+
+def test_a_claim_listed_in_russian_matches_an_english_article_and_a_russian_query(
+    tmp_path: Path,
+) -> None:
+    matcher = russian_desk_and_english_team(tmp_path)
     text = (
         "The vote count was a fraud. The result of the election was decided by voting machines "
         "that had been hacked. Nobody has been punished for it."
@@ -218,16 +223,7 @@ def test_without_use_a_russian_claim_does_not_stop_english_matching(
         raise ModelUnavailableError("USE cannot load")
 
     monkeypatch.setattr(matcher_module, "load_multilingual_encoder", broken)
-    desk = tmp_path / "desk.csv"
-    desk.write_text(
-        "text,verdict,url\nИсход выборов решили взломанные машины для голосования,Ложь,\n",
-        encoding="utf-8",
-    )
-    store_path = tmp_path / "c.sqlite3"
-    with CatalogueStore(store_path) as store:
-        import_file(store, desk, catalogue="desk")
-        import_file(store, FIXTURES / "team.csv", catalogue="team")
-    matcher = EmbeddingMatcher(store_path=store_path, catalogues=["desk", "team"])
+    matcher = russian_desk_and_english_team(tmp_path)
     text = "The result of the election was decided by voting machines that had been hacked."
     assert matcher.match(article(text, language="en"))[0].catalogue == "team"
     # Vectors made without USE are not kept: the next start, with USE working, reads it right.
