@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from importlib import metadata
 
 import py3langid
 import trafilatura
@@ -128,6 +129,16 @@ def identify_short_language(text: str, among: frozenset[str]) -> str | None:
         return None
     language, probability = _short_text_identifier(among).classify(sample)
     return str(language) if probability >= SHORT_TEXT_CONFIDENCE else None
+
+
+def short_language_rule() -> str:
+    """Names what decides a short text's language (the py3langid release, the confidence):
+    a change to either may send claims to another encoder, so caches of their vectors name it."""
+    try:
+        version = metadata.version("py3langid")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"py3langid-{version}@{SHORT_TEXT_CONFIDENCE}"
 
 
 @lru_cache(maxsize=4)

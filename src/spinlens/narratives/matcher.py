@@ -47,7 +47,7 @@ from spinlens.embed import (
     load_multilingual_encoder,
     multilingual_encoder_name,
 )
-from spinlens.extract import identify_short_language
+from spinlens.extract import identify_short_language, short_language_rule
 from spinlens.model import Article, NarrativeMatch, Precedent, Span
 from spinlens.narratives.catalogue import (
     STARTER_CATALOGUE,
@@ -494,7 +494,8 @@ class EmbeddingMatcher:
                     return None
             except ModelUnavailableError:
                 return None
-        return ForeignReader(self._multilingual_name(), self.encoder.dim, self.multilingual_encoder)
+        name = f"{self._multilingual_name()}|{short_language_rule()}"
+        return ForeignReader(name, self.encoder.dim, self.multilingual_encoder)
 
     def _multilingual_name(self) -> str:
         """The bridged encoder's name, known without loading USE (the name BridgedEncoder
