@@ -121,32 +121,38 @@ def calibrate(matcher: Any) -> dict[str, dict[str, float]]:
     return found
 
 
-def report_view(shipped: Any, english: Any, other: Any) -> dict[str, Any]:
-    """What the reports of an English article and of its other version show, both at the
+def report_views(shipped: Any, english: Any, *others: Any) -> list[dict[str, Any]]:
+    """What the reports of an English article and of each other version of it show, all at the
     shipped thresholds: each one's families, the documented cases each shows (claims matched
     outright, then each family's precedents), and how many of the English cases the other shows
-    too."""
+    too. One view per other version."""
     from spinlens.narratives.catalogue import STARTER_CATALOGUE, normalize_title
 
-    def shown(matches: list[Any]) -> tuple[list[str], list[str]]:
+    def shown(article: Any) -> tuple[list[str], list[str]]:
+        matches = shipped.match(article)
         families = [m.family for m in matches if m.catalogue == STARTER_CATALOGUE]
         cases = [normalize_title(m.title) for m in matches if m.catalogue != STARTER_CATALOGUE]
         cases += [normalize_title(p.title) for m in matches for p in m.precedents]
         return families, list(dict.fromkeys(cases))
 
-    english_families, english_cases = shown(shipped.match(english))
-    other_families, other_cases = shown(shipped.match(other))
-    return {
-        "english_families": english_families,
-        "other_families": other_families,
-        "english_cases": len(english_cases),
-        "other_cases": len(other_cases),
-        "shared_cases": len(set(english_cases) & set(other_cases)),
-        # The issue's check read on the reports: of the other report's first 10 cases, those
-        # the English report shows too.
-        "first10_shared": len(set(other_cases[:10]) & set(english_cases)),
-        "families_kept": len(set(english_families) & set(other_families)),
-    }
+    english_families, english_cases = shown(english)
+    views = []
+    for other in others:
+        other_families, other_cases = shown(other)
+        views.append(
+            {
+                "english_families": english_families,
+                "other_families": other_families,
+                "english_cases": len(english_cases),
+                "other_cases": len(other_cases),
+                "shared_cases": len(set(english_cases) & set(other_cases)),
+                # The issue's check read on the reports: of the other report's first 10 cases,
+                # those the English report shows too.
+                "first10_shared": len(set(other_cases[:10]) & set(english_cases)),
+                "families_kept": len(set(english_families) & set(other_families)),
+            }
+        )
+    return views
 
 
 def chance_in_russian(shipped: Any) -> dict[str, float]:
@@ -174,20 +180,19 @@ def russian_claims(matcher: Any) -> list[dict[str, Any]]:
     (MiniLM, as before; ``encode_by_language``, as the catalogue does now): the right claim's
     mean score, the share of originals with it in their top 10 claims, and the share where it
     reaches the claim threshold."""
+    from spinlens.narratives.catalogue import normalize_title
     from spinlens.narratives.matcher import CLAIM_THRESHOLD, encode_by_language
 
     sets = {
         "16 test pairs": FIXTURES / "parallel_en_ru.tsv",
         "24 calibration pairs": CALIBRATION_PAIRS,
     }
-    from spinlens.narratives.catalogue import normalize_title
-
     index = matcher.index
     claims = index.vectors[index.family_end :]
     starts = index.starts[index.n_families :] - index.family_end
     # A case published in several languages is one claim to match and search (one title).
     titles = [normalize_title(item.title) for item in index.items[index.n_families :]]
-    distinct = sorted({title: i for i, title in reversed(list(enumerate(titles)))}.values())
+    distinct = np.sort(np.unique(titles, return_index=True)[1])
     found = []
     for name, path in sets.items():
         with path.open(encoding="utf-8") as f:
@@ -321,13 +326,7 @@ def main() -> None:
     # What the reports show, at the shipped thresholds: (name, Russian view, rewording view).
     shipped_matcher = EmbeddingMatcher()
     example_para = read_article(ARTICLE_PAIRS / "example.para.txt", "en")
-    views = [
-        (
-            "example",
-            report_view(shipped_matcher, english, russian),
-            report_view(shipped_matcher, english, example_para),
-        )
-    ]
+    views = [("example", *report_views(shipped_matcher, english, russian, example_para))]
     article_rows = []  # (name, overlap with the Russian (bridge), (USE both), the rewording)
     article_agreement = []  # (Russian, rewording): (median rank, correlation)
     for english_path in sorted(ARTICLE_PAIRS.glob("*.en.txt")):
@@ -347,13 +346,7 @@ def main() -> None:
         article_agreement.append(
             (agreement(english_article, translated), agreement(english_article, reworded))
         )
-        views.append(
-            (
-                stem,
-                report_view(shipped_matcher, english_article, translated),
-                report_view(shipped_matcher, english_article, reworded),
-            )
-        )
+        views.append((stem, *report_views(shipped_matcher, english_article, translated, reworded)))
     article_means = [statistics.mean(row[i] for row in article_rows) for i in (1, 2, 3)]
     # Our English rewording of the example's article (its text only, without the page chrome).
     example_reworded = top10(matcher.match(example_para))

@@ -192,11 +192,13 @@ def encode_by_language(
 ) -> np.ndarray:
     """Each text embedded by ``encoder``, or by ``foreign`` when it is in another language
     ``foreign`` reads (alone, by default: see CatalogueIndex.build)."""
+    if foreign is None:
+        return _encode(encoder, texts, batch_size)
     vectors = np.zeros((len(texts), encoder.dim), dtype=np.float32)
-    other = [i for i, text in enumerate(texts) if foreign is not None and foreign.reads(text)]
+    other = [i for i, text in enumerate(texts) if foreign.reads(text)]
     own = sorted(set(range(len(texts))) - set(other))
     vectors[own] = _encode(encoder, [texts[i] for i in own], batch_size)
-    if other and foreign is not None:
+    if other:
         try:
             vectors[other] = _encode(foreign, [texts[i] for i in other], batch_size)
         except ModelUnavailableError as exc:
