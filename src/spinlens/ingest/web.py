@@ -26,9 +26,11 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TypeVar
 
 import certifi
 import httpx
@@ -40,6 +42,7 @@ from spinlens.ingest.files import DEFAULT_MAX_BYTES, too_large
 from spinlens.model import Document, MediaType, Source
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+T = TypeVar("T")
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 # Browsers allow ~20; news sites need 1-3 (http -> https -> canonical -> consent page).
@@ -49,6 +52,7 @@ DEFAULT_TIMEOUT = 15.0
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 TEXT_TYPES = frozenset({"text/plain"})
 USER_AGENT = f"spinlens/{__version__} (article analysis)"
+PAGE_ACCEPT = "text/html,application/xhtml+xml,text/plain"
 
 # Special-purpose ranges (RFC 6890) checked on top of ipaddress's flags: Python before
 # 3.11.10/3.12.4 missed some of them (CVE-2024-4032), and none of them is a web server.
@@ -98,9 +102,62 @@ def fetch_url(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Document:
     """Fetch one page as a Document, or raise IngestError with one line saying why not."""
-    deadline = time.monotonic() + timeout
     fetched_at = datetime.now(UTC)
-    headers = {"User-Agent": USER_AGENT, "Accept": "text/html,application/xhtml+xml,text/plain"}
+
+    def to_document(response: httpx.Response, target: Target, deadline: float) -> Document:
+        return _document(response, url, target, fetched_at, max_bytes, deadline)
+
+    return _fetch(url, to_document, PAGE_ACCEPT, allow_private, timeout)
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """A response of any type and status (feeds, sitemaps, robots.txt read it)."""
+
+    url: str  # after redirects
+    status: int
+    content_type: str | None
+    charset: str | None
+    data: bytes
+
+
+def fetch_raw(
+    url: str,
+    *,
+    accept: str = "*/*",
+    allow_private: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RawResponse:
+    """Fetch ``url`` through the same guard, redirects and caps as ``fetch_url``, whatever its
+    type or status; raise IngestError only when no response came back."""
+
+    def to_raw(response: httpx.Response, target: Target, deadline: float) -> RawResponse:
+        content_type, charset = parse_content_type(response.headers.get("Content-Type"))
+        declared_length = response.headers.get("Content-Length", "")
+        if declared_length.isdigit() and int(declared_length) > max_bytes:
+            raise too_large("the response", max_bytes)
+        return RawResponse(
+            url=str(target.url.copy_with(fragment=None)),
+            status=response.status_code,
+            content_type=content_type,
+            charset=charset,
+            data=_read_body(response, max_bytes, deadline, "the response"),
+        )
+
+    return _fetch(url, to_raw, accept, allow_private, timeout)
+
+
+def _fetch(
+    url: str,
+    read: Callable[[httpx.Response, Target, float], T],
+    accept: str,
+    allow_private: bool,
+    timeout: float,
+) -> T:
+    """GET ``url``, following checked redirects, and hand the final response to ``read``."""
+    deadline = time.monotonic() + timeout
+    headers = {"User-Agent": USER_AGENT, "Accept": accept}
     with httpx.Client(
         headers=headers, verify=_ssl_context(), trust_env=False, follow_redirects=False
     ) as client:
@@ -115,7 +172,7 @@ def fetch_url(
                         # (httpx has already refused a malformed Location).
                         current = str(target.url.join(response.headers["Location"]))
                         continue
-                    return _document(response, url, target, fetched_at, max_bytes, deadline)
+                    return read(response, target, deadline)
                 finally:
                     response.close()
             except httpx.TimeoutException:
@@ -241,38 +298,58 @@ def _document(
     max_bytes: int,
     deadline: float,
 ) -> Document:
-    if not response.is_success:
-        phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
-        raise IngestError(f"the server answered {response.status_code}{phrase}")
     content_type, charset = parse_content_type(response.headers.get("Content-Type"))
-    if content_type is not None and content_type not in HTML_TYPES | TEXT_TYPES:
-        raise IngestError(f"not a web page: the server sent {content_type}")
+    _check_page(response.status_code, response.reason_phrase, content_type)
     declared_length = response.headers.get("Content-Length", "")
     if declared_length.isdigit() and int(declared_length) > max_bytes:
         raise too_large("the page", max_bytes)
     data = _read_body(response, max_bytes, deadline)
+    final_url = str(target.url.copy_with(fragment=None))
+    return _page(
+        data,
+        content_type,
+        charset,
+        Source(kind="url", location=url, fetched_at=fetched_at),
+        final_url,
+    )
+
+
+def page_from_raw(raw: RawResponse, source: Source) -> Document:
+    """The page in a response fetched with ``fetch_raw`` (refused as ``fetch_url`` would)."""
+    _check_page(raw.status, "", raw.content_type)
+    return _page(raw.data, raw.content_type, raw.charset, source, raw.url)
+
+
+def _check_page(status: int, reason_phrase: str, content_type: str | None) -> None:
+    if not 200 <= status < 300:
+        phrase = f" {reason_phrase}" if reason_phrase else ""
+        raise IngestError(f"the server answered {status}{phrase}")
+    if content_type is not None and content_type not in HTML_TYPES | TEXT_TYPES:
+        raise IngestError(f"not a web page: the server sent {content_type}")
+
+
+def _page(
+    data: bytes, content_type: str | None, charset: str | None, source: Source, url: str
+) -> Document:
     # Without a Content-Type the body decides; a <meta charset> is looked for either way.
     is_html = content_type is None or content_type in HTML_TYPES
     body = decode_bytes(data, charset, is_html=is_html, what="the page")
     if content_type is None:
         is_html = looks_like_html(body)
     media_type: MediaType = "text/html" if is_html else "text/plain"
-    return Document(
-        source=Source(kind="url", location=url, fetched_at=fetched_at),
-        body=body,
-        media_type=media_type,
-        url=str(target.url.copy_with(fragment=None)),
-    )
+    return Document(source=source, body=body, media_type=media_type, url=url)
 
 
-def _read_body(response: httpx.Response, max_bytes: int, deadline: float) -> bytes:
+def _read_body(
+    response: httpx.Response, max_bytes: int, deadline: float, what: str = "the page"
+) -> bytes:
     """The decoded (gunzipped) body, refused as soon as it passes ``max_bytes`` or the deadline."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise too_large("the page", max_bytes)
+            raise too_large(what, max_bytes)
         chunks.append(chunk)
         _remaining(deadline)
     return b"".join(chunks)
