@@ -18,12 +18,8 @@ else is in ``model.json``: no pickle, no scikit-learn at run time.
 from __future__ import annotations
 
 import json
-import re
 import zlib
-from bisect import bisect_right
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,63 +27,43 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spinlens.errors import SpinlensError
-from spinlens.model import Article, Finding
-from spinlens.sentences import split_sentences
-from spinlens.techniques.ptc import Label, label_template
+from spinlens.model import Article
+from spinlens.techniques.decoding import (
+    ANY,
+    SENSITIVITIES,
+    Decoding,
+    Decodings,
+    Doc,
+    Sensitivity,
+    Token,
+    decode_runs,
+    decodings_from_json,
+    decodings_to_json,
+    sensitivities_from_json,
+    sensitivities_to_json,
+    sigmoid,
+    smoothed,
+)
+from spinlens.techniques.findings import TokenReading, TokenTagger
+
+# Names that moved to ``decoding`` and are still imported from here.
+__all__ = [
+    "ANY",
+    "Decoding",
+    "Doc",
+    "LinearDetector",
+    "Token",
+    "decode_runs",
+    "decodings_from_json",
+    "decodings_to_json",
+    "smoothed",
+]
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 FORMAT = "spinlens.baseline-linear/1"
-ANY = "ANY"  # the tagger head that predicts "inside some technique span" (task SI)
 
-_TOKEN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
 _QUOTES = frozenset('"“”«»')
-# Annotation guidelines: spans never start or end with these (PTC v2 trimmed them).
-_TRIM = frozenset({".", ",", ":", ";"})
-
-
-@dataclass(frozen=True)
-class Token:
-    start: int
-    end: int
-    text: str
-    lower: str
-    sentence: int
-
-
-class Doc:
-    """An article's tokens, sentence membership and recurrence counts, computed once."""
-
-    def __init__(self, article: Article) -> None:
-        self.text = article.text
-        sentences = article.sentences or split_sentences(article.text)
-        starts = [s for s, _ in sentences]
-        tokens: list[Token] = []
-        for match in _TOKEN.finditer(self.text):
-            index = max(0, bisect_right(starts, match.start()) - 1)
-            word = match.group()
-            tokens.append(Token(match.start(), match.end(), word, word.lower(), index))
-        self.tokens = tokens
-        self.sentences = sentences
-        # Token index ranges per sentence (tokens are in text order, so are sentence indices).
-        self.sentence_tokens: list[tuple[int, int]] = []
-        position = 0
-        for index in range(len(sentences)):
-            first = position
-            while position < len(tokens) and tokens[position].sentence == index:
-                position += 1
-            self.sentence_tokens.append((first, position))
-        lowers = [t.lower for t in tokens]
-        self.word_counts = Counter(lowers)
-        self.bigram_counts = Counter(zip(lowers, lowers[1:], strict=False))
-        self.lower_text = self.text.lower()
-        self.token_sentence = np.array([t.sentence for t in tokens], dtype=np.int64)
-        # Tokens a span may start or end with, and their rank among such tokens.
-        self.content = np.array(
-            [i for i, t in enumerate(tokens) if t.text not in _TRIM], dtype=np.int64
-        )
-        self.content_position = np.zeros(len(tokens), dtype=np.int64)
-        self.content_position[self.content] = np.arange(self.content.size)
 
 
 def _hash(feature: str, mask: int) -> int:
@@ -215,83 +191,7 @@ def hashed(features: Sequence[str], mask: int) -> list[int]:
     return [_hash(f, mask) for f in features]
 
 
-def _sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """How one tagger head's token probabilities become spans."""
-
-    threshold: float  # a token is inside a span when its probability is at least this
-    gap: int  # runs separated by at most this many tokens below threshold are joined
-    # Probabilities are first averaged over this many neighbouring tokens (1: not smoothed),
-    # so one confident word carries its weaker neighbours and a lone dip does not split a span.
-    smooth: int = 1
-    # A run is kept only when some token of it reaches this (hysteresis: a confident core
-    # carries its weaker neighbours, weak runs alone are dropped); 0: every run is kept.
-    peak: float = 0.0
-
-
-def decodings_to_json(decodings: Mapping[str, Decoding | None]) -> dict[str, Any]:
-    """Per head, its decoding as model.json stores it (None: the head is never reported)."""
-    return {head: None if d is None else asdict(d) for head, d in decodings.items()}
-
-
-def decodings_from_json(stored: Mapping[str, Any]) -> dict[str, Decoding | None]:
-    """The decodings of a model.json; fields a model predates keep their defaults. Raises
-    KeyError, TypeError or ValueError on a malformed entry."""
-    return {
-        head: None
-        if d is None
-        else Decoding(
-            float(d["threshold"]),
-            int(d["gap"]),
-            int(d.get("smooth", 1)),
-            float(d.get("peak", 0.0)),
-        )
-        for head, d in stored.items()
-    }
-
-
-def smoothed(probabilities: NDArray[np.float32], width: int) -> NDArray[np.float32]:
-    """Moving mean over ``width`` tokens centred on each token (shorter at the text's ends)."""
-    if width <= 1 or probabilities.size == 0:
-        return probabilities
-    kernel = np.ones(width, dtype=np.float32)
-    sums = np.convolve(probabilities, kernel, mode="same")
-    counts = np.convolve(np.ones_like(probabilities), kernel, mode="same")
-    return (sums / counts).astype(np.float32)
-
-
-def decode_runs(
-    doc: Doc, probabilities: NDArray[np.float32], decoding: Decoding
-) -> list[tuple[int, int, float]]:
-    """Spans of one head as (first token, last token inclusive, max probability).
-
-    Punctuation that annotations never start or end with is ignored: a run is made of content
-    tokens at or above the threshold, joined when at most ``gap`` content tokens below it lie
-    between them, and never crosses a sentence boundary.
-    """
-    probabilities = smoothed(probabilities, decoding.smooth)
-    content = doc.content
-    above = content[probabilities[content] >= decoding.threshold]
-    if above.size == 0:
-        return []
-    position = doc.content_position[above]
-    sentence = doc.token_sentence[above]
-    breaks = np.flatnonzero((np.diff(position) > decoding.gap + 1) | (np.diff(sentence) != 0)) + 1
-    starts = np.concatenate(([0], breaks))
-    ends = np.concatenate((breaks, [above.size])) - 1
-    peaks = np.maximum.reduceat(probabilities[above], starts)
-    return [
-        (int(above[s]), int(above[e]), float(p))
-        for s, e, p in zip(starts, ends, peaks, strict=True)
-        if p >= decoding.peak
-    ]
-
-
-class LinearDetector:
+class LinearDetector(TokenTagger[TokenReading]):
     """Finds technique spans with the linear token tagger; labels given spans with the span
     classifier. Load a trained model with :meth:`load`."""
 
@@ -302,13 +202,15 @@ class LinearDetector:
         tagger_weights: NDArray[np.float32],
         tagger_bias: NDArray[np.float32],
         tagger_bits: int,
-        decodings: dict[str, Decoding | None],
+        decodings: Decodings,
         span_weights: NDArray[np.float32],
         span_bias: NDArray[np.float32],
         span_bits: int,
         name: str = "baseline-linear@1",
         meta: dict[str, Any] | None = None,
+        sensitivities: dict[Sensitivity, Decodings] | None = None,
     ) -> None:
+        """``decodings`` serve every sensitivity level unless ``sensitivities`` are given."""
         self.name = name
         self.techniques = list(techniques)
         # Tagger heads: one per technique, then ANY.
@@ -320,11 +222,12 @@ class LinearDetector:
         self.tagger_weights = tagger_weights
         self.tagger_bias = tagger_bias
         self.tagger_mask = (1 << tagger_bits) - 1
-        self.decodings = decodings
         self.span_weights = span_weights
         self.span_bias = span_bias
         self.span_mask = (1 << span_bits) - 1
         self.meta = meta or {}
+        self._use_levels(sensitivities or {level: dict(decodings) for level in SENSITIVITIES})
+        self.decodings = dict(decodings)
 
     # --- persistence ---------------------------------------------------------------------
 
@@ -343,18 +246,22 @@ class LinearDetector:
             raise SpinlensError(f"cannot read baseline model in {folder}: {error}") from None
         if meta.get("format") != FORMAT:
             raise SpinlensError(f"{model_file}: not a {FORMAT} model")
-        decodings = decodings_from_json(meta["decodings"])
+        try:
+            levels = sensitivities_from_json(meta)
+        except (KeyError, TypeError, ValueError) as error:
+            raise SpinlensError(f"{model_file}: malformed decodings ({error!r})") from None
         return cls(
             techniques=meta["techniques"],
             tagger_weights=weights["tagger_weights"],
             tagger_bias=weights["tagger_bias"],
             tagger_bits=meta["tagger_bits"],
-            decodings=decodings,
+            decodings=levels["balanced"],
             span_weights=weights["span_weights"],
             span_bias=weights["span_bias"],
             span_bits=meta["span_bits"],
             name=meta["name"],
             meta=meta,
+            sensitivities=levels,
         )
 
     def save(self, path: str | Path) -> None:
@@ -369,6 +276,10 @@ class LinearDetector:
             "span_bits": self.span_mask.bit_length(),
             # All of each decoding: its smoothing and peak were chosen on validation too.
             "decodings": decodings_to_json(self.decodings),
+            # The decodings in use replace their level's: what was measured is what is saved.
+            "sensitivities": sensitivities_to_json(
+                {**self.sensitivities, self.sensitivity: self.decodings}
+            ),
         }
         # float16 halves the files; the scores it changes move by far less than any threshold.
         np.savez_compressed(
@@ -397,53 +308,19 @@ class LinearDetector:
             flat = np.fromiter((h for r in rows for h in r), dtype=np.int64, count=sum(lengths))
             offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
             scores[first:last] = np.add.reduceat(weights[flat], offsets, axis=0) + shared
-        return _sigmoid(scores + self.tagger_bias)
+        return sigmoid(scores + self.tagger_bias)
 
-    def detect(self, article: Article) -> list[Finding]:
-        return self.detect_doc(Doc(article))
+    def read_docs(self, docs: Sequence[Doc]) -> list[TokenReading]:
+        return [TokenReading(doc, self.token_probabilities(doc)) for doc in docs]
 
-    def detect_doc(self, doc: Doc) -> list[Finding]:
-        if not doc.tokens:
-            return []
-        probabilities = self.token_probabilities(doc)
-        findings: list[Finding] = []
-        for column, technique in enumerate(self.techniques):
-            decoding = self.decodings.get(technique)
-            if decoding is None:
-                continue
-            for first, last, score in decode_runs(doc, probabilities[:, column], decoding):
-                start, end = doc.tokens[first].start, doc.tokens[last].end
-                findings.append(
-                    Finding(
-                        start=start,
-                        end=end,
-                        technique=technique,
-                        score=round(score, 4),
-                        text=doc.text[start:end],
-                    )
-                )
-        findings.sort(key=lambda f: (f.start, f.end, f.technique))
-        return findings
-
-    def propaganda_spans(self, article: Article) -> list[tuple[int, int, float]]:
-        """Spans that hold some technique, for task SI: (start, end, probability)."""
-        return self.propaganda_spans_doc(Doc(article))
-
-    def propaganda_spans_doc(self, doc: Doc) -> list[tuple[int, int, float]]:
-        decoding = self.decodings.get(ANY)
-        if not doc.tokens or decoding is None:
-            return []
-        probabilities = self.token_probabilities(doc)[:, len(self.techniques)]
-        return [
-            (doc.tokens[first].start, doc.tokens[last].end, score)
-            for first, last, score in decode_runs(doc, probabilities, decoding)
-        ]
-
-    def classify_span(self, article: Article, start: int, end: int) -> dict[str, float]:
-        """Probability of each technique for the given span (task TC), highest first."""
-        return self.classify_spans(Doc(article), [(start, end)])[0]
+    def classify_reading(
+        self, reading: TokenReading, spans: Sequence[tuple[int, int]]
+    ) -> list[dict[str, float]]:
+        return self.classify_spans(reading.doc, spans)
 
     def classify_spans(self, doc: Doc, spans: Sequence[tuple[int, int]]) -> list[dict[str, float]]:
+        """Like :meth:`classify_reading`, from the words alone (the span classifier needs no
+        tagger pass)."""
         if any(not 0 <= s < e <= len(doc.text) for s, e in spans):
             raise SpinlensError("span offsets are outside the article text")
         results: list[dict[str, float]] = []
@@ -456,34 +333,5 @@ class LinearDetector:
             results.append({self.techniques[i]: float(probabilities[i]) for i in order})
         return results
 
-
-# --- SemEval task outputs ----------------------------------------------------------------
-
-
-def predict_si(model: LinearDetector, docs: Mapping[str, Doc]) -> list[Label]:
-    """Task SI: propaganda spans of each article (the "any technique" head)."""
-    return [
-        Label(article_id, start, end)
-        for article_id, doc in docs.items()
-        for start, end, _ in model.propaganda_spans_doc(doc)
-    ]
-
-
-def predict_flc(model: LinearDetector, docs: Mapping[str, Doc]) -> list[Label]:
-    """Task FLC: technique spans of each article."""
-    return [
-        Label(article_id, f.start, f.end, f.technique)
-        for article_id, doc in docs.items()
-        for f in model.detect_doc(doc)
-    ]
-
-
-def predict_tc(
-    model: LinearDetector, docs: Mapping[str, Doc], template: Sequence[Label]
-) -> list[Label]:
-    """Task TC: label every template span (see ``ptc.label_template``)."""
-    return label_template(
-        template,
-        docs,
-        lambda article_id, spans: [list(p) for p in model.classify_spans(docs[article_id], spans)],
-    )
+    def classify_span(self, article: Article, start: int, end: int) -> dict[str, float]:
+        return self.classify_spans(Doc(article), [(start, end)])[0]

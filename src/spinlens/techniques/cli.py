@@ -20,14 +20,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from spinlens.errors import SpinlensError, UsageError
-from spinlens.techniques import ptc, transformer
-from spinlens.techniques.baseline import Doc, predict_flc, predict_si, predict_tc
-from spinlens.techniques.detectors import DEFAULT, TRANSFORMERS, load_linear, load_transformer
+from spinlens.techniques import ptc
+from spinlens.techniques.decoding import Doc
+from spinlens.techniques.detectors import DEFAULT, TIERS, load_detector
+from spinlens.techniques.findings import predict_flc, predict_si, predict_tc
 
 ptc_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 train_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 _stderr = Console(stderr=True, highlight=False)
+
+
+class SensitivityName(StrEnum):
+    """``decoding.SENSITIVITIES`` as typer wants them."""
+
+    precise = "precise"
+    balanced = "balanced"
+    thorough = "thorough"
 
 
 class TaskName(StrEnum):
@@ -59,8 +68,16 @@ def predict(
         Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
     ] = None,
     model: Annotated[
-        str, typer.Option(help="Technique model name: baseline or minilm-ptc.")
+        str,
+        typer.Option(
+            help=f"Technique model: {', '.join(TIERS)} (a model folder name, e.g. minilm-ptc, "
+            "works too)."
+        ),
     ] = DEFAULT,
+    sensitivity: Annotated[
+        SensitivityName,
+        typer.Option(help="SI and FLC: precise flags least, thorough most."),
+    ] = SensitivityName.balanced,
 ) -> None:
     """Write predictions for every article in the folder, in the task's label format."""
     with _user_errors():
@@ -80,17 +97,18 @@ def predict(
                         f"template span {label.article_id} {label.start}-{label.end} is not "
                         f"inside an article of {articles}"
                     )
-        docs = {article_id: Doc(ptc.to_article(text)) for article_id, text in texts.items()}
-        if model in TRANSFORMERS:
-            labels = _predict_transformer(model, task, docs, spans)
+        detector = load_detector(model, sensitivity.value)
+        if task is TaskName.tc:
+            # Only the articles the template names need reading.
+            wanted = {label.article_id for label in spans}
+            texts = {i: text for i, text in texts.items() if i in wanted}
+        readings = detector.read_all({i: Doc(ptc.to_article(text)) for i, text in texts.items()})
+        if task is TaskName.si:
+            labels = predict_si(detector, readings)
+        elif task is TaskName.flc:
+            labels = predict_flc(detector, readings)
         else:
-            detector = load_linear(model)
-            if task is TaskName.si:
-                labels = predict_si(detector, docs)
-            elif task is TaskName.flc:
-                labels = predict_flc(detector, docs)
-            else:
-                labels = predict_tc(detector, docs, spans)
+            labels = predict_tc(detector, readings, spans)
         if output is None:
             ptc.write_labels(labels, task.value, sys.stdout)
         else:
@@ -99,22 +117,6 @@ def predict(
             except OSError as error:
                 raise SpinlensError(f"cannot write {output}: {error.strerror}") from None
             _stderr.print(f"wrote {len(labels)} {task.value} labels to {escape(str(output))}")
-
-
-def _predict_transformer(
-    model: str, task: TaskName, docs: dict[str, Doc], spans: list[ptc.Label]
-) -> list[ptc.Label]:
-    detector = load_transformer(model)
-    if task is TaskName.tc:
-        # Only the articles the template names need the encoder.
-        wanted = {label.article_id for label in spans}
-        docs = {i: doc for i, doc in docs.items() if i in wanted}
-    encoded = transformer.encode_all(detector, docs)
-    if task is TaskName.si:
-        return transformer.predict_si(detector, encoded)
-    if task is TaskName.flc:
-        return transformer.predict_flc(detector, encoded)
-    return transformer.predict_tc(detector, encoded, spans)
 
 
 @ptc_app.command()
@@ -234,6 +236,16 @@ def techniques(
             "head learns to give, so narrative matching reuses the detector's pass."
         ),
     ] = None,
+    lora_rank: Annotated[
+        int, typer.Option(help="Train LoRA adapters of this rank instead of every weight (0).")
+    ] = 0,
+    lr: Annotated[
+        float, typer.Option(help="Learning rate of the encoder (or its adapters).")
+    ] = 1e-4,
+    bf16: Annotated[
+        bool, typer.Option(help="bfloat16 autocast (CPUs with AVX512-BF16 or AMX).")
+    ] = False,
+    threads: Annotated[int, typer.Option(help="CPU threads.")] = 2,
 ) -> None:
     """Fine-tune the transformer detector (needs torch and transformers; see the model card)."""
     from spinlens.techniques.train_transformer import TrainConfig
@@ -254,6 +266,10 @@ def techniques(
                 unlabelled=tuple(str(u) for u in unlabelled or ()),
                 weight_soft_targets=weight_soft_targets,
                 passage_encoder=str(passage_encoder or ""),
+                lora_rank=lora_rank,
+                lr=lr,
+                bf16=bf16,
+                threads=threads,
             ),
             weights=weights,
             fp32_out=keep_fp32,

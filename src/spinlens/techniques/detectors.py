@@ -1,75 +1,117 @@
-"""The registry of technique detectors: names a user can pick, loaded once per process."""
+"""The registry of technique detectors: the tiers a user picks by name, loaded once per process.
+
+* ``accurate``: the base-size encoder (MPNet, ``mpnet-ptc``), best findings, slowest;
+* ``fast``: a small encoder (today minilm-ptc@3, until a student distilled from ``accurate``
+  replaces it), the tier for batch runs over crawls;
+* ``baseline``: the linear model, numpy only, the yardstick.
+
+A model folder's name (``minilm-ptc``, ``baseline-linear``, ``mpnet-ptc``) still works as an alias
+of its tier. Each detector reports at a sensitivity level (``precise``, ``balanced``, ``thorough``;
+see ``sensitivity``), chosen per call over one shared loaded model.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
-from spinlens.techniques import TechniqueDetector
 from spinlens.techniques.baseline import LinearDetector
+from spinlens.techniques.decoding import DEFAULT_SENSITIVITY
+from spinlens.techniques.findings import TokenTagger, reliability_from_meta
 from spinlens.techniques.transformer import TransformerDetector
 
-# The fine-tuned transformer beat the baseline on the shared validation split (SI F1 0.342 vs
-# 0.296, TC micro-F1 0.606 vs 0.563, FLC F1 0.219 vs 0.173; docs/benchmarks.md).
-DEFAULT = "minilm-ptc"
-# Detector name -> folder under models_dir().
-MODEL_FOLDERS: dict[str, str] = {"baseline": "baseline-linear", "minilm-ptc": "minilm-ptc"}
-# Names served by the fine-tuned transformer (ONNX Runtime); the others are linear models.
-TRANSFORMERS = frozenset({"minilm-ptc"})
+
+@dataclass(frozen=True)
+class Tier:
+    folder: str  # under models_dir()
+    transformer: bool  # served by ONNX Runtime (else the numpy linear model)
+    missing_hint: str  # what to do when the folder is absent
 
 
-def load_detector(name: str | None = None) -> TechniqueDetector:
-    """The detector called ``name`` (default: :data:`DEFAULT`), loaded once per process."""
+TIERS: dict[str, Tier] = {
+    "accurate": Tier(
+        "mpnet-ptc",
+        True,
+        "the accurate tier is not installed yet; use --model fast (or baseline)",
+    ),
+    "fast": Tier("minilm-ptc", True, "set SPINLENS_MODELS or reinstall spinlens"),
+    "baseline": Tier("baseline-linear", False, "set SPINLENS_MODELS or reinstall spinlens"),
+}
+# Model folder names accepted for their tier (analyses made before the tiers name them so).
+ALIASES = {tier.folder: name for name, tier in TIERS.items()}
+ALIASES["minilm-ptc"] = "fast"
+# ``fast`` until the accurate model ships (issue 15 makes ``accurate`` the default then).
+DEFAULT = "fast"
+# Tier names, then aliases: what --model accepts.
+NAMES = (*TIERS, *ALIASES)
+
+
+def tier_of(name: str | None) -> str:
+    """The tier ``name`` stands for (default: :data:`DEFAULT`), or one clear error."""
     name = name or DEFAULT
-    if name in TRANSFORMERS:
-        return load_transformer(name)
-    return load_linear(name)
+    if name in TIERS:
+        return name
+    if name in ALIASES:
+        return ALIASES[name]
+    raise SpinlensError(
+        f"unknown technique model {name!r}; choose one of: {', '.join(TIERS)} "
+        f"(or a model folder: {', '.join(sorted(ALIASES))})"
+    )
 
 
-def _folder(name: str) -> str:
-    folder_name = MODEL_FOLDERS.get(name)
-    if folder_name is None:
-        raise SpinlensError(
-            f"unknown technique model {name!r}; available: {', '.join(sorted(MODEL_FOLDERS))}"
-        )
-    folder = models_dir() / folder_name
+def load_detector(
+    name: str | None = None, sensitivity: str = DEFAULT_SENSITIVITY
+) -> TokenTagger[Any]:
+    """The detector of tier (or alias) ``name`` reporting at ``sensitivity``; the model is
+    loaded once per process and shared by every level."""
+    tier = tier_of(name)
+    model: TokenTagger[Any] = (
+        load_transformer(tier) if TIERS[tier].transformer else load_linear(tier)
+    )
+    return model if model.sensitivity == sensitivity else model.with_sensitivity(sensitivity)
+
+
+def _folder(tier: str) -> str:
+    folder = models_dir() / TIERS[tier].folder
     if not folder.is_dir():
         raise SpinlensError(
-            f"technique model {name!r} not found at {folder} "
-            "(set SPINLENS_MODELS or train it with `spinlens train`)"
+            f"technique model {tier!r} not found at {folder} ({TIERS[tier].missing_hint})"
         )
     return str(folder)
 
 
 @lru_cache(maxsize=4)
 def load_linear(name: str = "baseline") -> LinearDetector:
-    """A linear detector by name, with its span classifier (for the PTC tasks)."""
-    if name in TRANSFORMERS:
+    """A linear detector by tier or alias, at the default sensitivity."""
+    tier = tier_of(name)
+    if TIERS[tier].transformer:
         raise SpinlensError(f"technique model {name!r} is not a linear model")
-    return LinearDetector.load(_folder(name))
+    return LinearDetector.load(_folder(tier))
 
 
 @lru_cache(maxsize=4)
-def load_transformer(name: str = "minilm-ptc") -> TransformerDetector:
-    """A fine-tuned transformer detector by name (its thresholds: see ``transformer``)."""
-    if name not in TRANSFORMERS:
+def load_transformer(name: str = "fast") -> TransformerDetector:
+    """A fine-tuned transformer detector by tier or alias, at the default sensitivity."""
+    tier = tier_of(name)
+    if not TIERS[tier].transformer:
         raise SpinlensError(f"technique model {name!r} is not a transformer model")
-    return TransformerDetector.load(_folder(name))
+    return TransformerDetector.load(_folder(tier))
 
 
 @lru_cache(maxsize=8)
-def validation_f1(model_name: str) -> dict[str, float]:
+def validation_f1(model_name: str, sensitivity: str = DEFAULT_SENSITIVITY) -> dict[str, float]:
     """Per-technique validation F1 (task FLC: span and technique right) of the model that
-    analyses name as ``model_name`` (e.g. ``minilm-ptc@1``); empty when the model is unknown."""
-    for folder_name in MODEL_FOLDERS.values():
+    analyses name as ``model_name`` (e.g. ``minilm-ptc@3``); empty when the model is unknown.
+    A loaded detector has the same as ``technique_reliability``."""
+    for tier in TIERS.values():
         try:
-            meta = json.loads((models_dir() / folder_name / "model.json").read_text("utf-8"))
-            if meta.get("name") != model_name:
-                continue
-            per_technique = meta["validation"]["per_technique_f1"]
-            return {t: float(v["flc"]) for t, v in per_technique.items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            meta = json.loads((models_dir() / tier.folder / "model.json").read_text("utf-8"))
+        except (OSError, ValueError):
             continue
+        if isinstance(meta, dict) and meta.get("name") == model_name:
+            return reliability_from_meta(meta, sensitivity)
     return {}

@@ -7,19 +7,17 @@ Recipe (every number below is a default of :class:`TrainConfig`, measured on the
 1. Split the 371 training articles by article: 20 % validation, seed 13 (``ptc.validation_split``).
 2. Fit the token tagger (15 logistic regressions by SGD: 14 techniques + "any") and the span
    classifier (multinomial logistic regression) on the other 80 %.
-3. On validation: for every tagger head pick the threshold, gap and smoothing that maximise the
-   task's F1 (the "any" head: SI F1, with a peak its runs must reach; technique heads: overall
-   FLC F1, by coordinate ascent from each head's own best, where "never report this technique"
-   is one of the choices); pick the span classifier's regularisation by TC accuracy. Record
-   validation figures.
+3. On validation: for every tagger head and sensitivity level pick the threshold, gap and
+   smoothing (``sensitivity.choose_sensitivities``: balanced is the best FLC F1 that keeps
+   ordinary news below a mean flagged share of 0.10, every technique reported; the figures
+   recorded are cross-fitted); pick the span classifier's regularisation by TC accuracy.
 4. Refit both models on all 371 articles with those choices and save the model files.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,46 +28,26 @@ from numpy.typing import NDArray
 from spinlens.errors import SpinlensError
 from spinlens.techniques import ptc
 from spinlens.techniques.baseline import (
-    ANY,
-    Decoding,
-    Doc,
     LinearDetector,
-    decode_runs,
     hashed,
-    predict_flc,
-    predict_si,
-    predict_tc,
     sentence_features,
     span_features,
     token_features,
 )
+from spinlens.techniques.decoding import ANY, Doc
+from spinlens.techniques.findings import TokenReading, predict_flc, predict_si, predict_tc
+from spinlens.techniques.sensitivity import (
+    NEWS_FOLDER,
+    SensitivityChoice,
+    choose_decodings,
+    choose_sensitivities,
+    read_news,
+)
 from spinlens.techniques.taxonomy import NAMES
 
-THRESHOLDS = (
-    0.02,
-    0.03,
-    0.05,
-    0.07,
-    0.1,
-    0.13,
-    0.16,
-    0.2,
-    0.25,
-    0.3,
-    0.35,
-    0.4,
-    0.5,
-    0.6,
-    0.7,
-    0.8,
-    0.9,
-)
-GAPS = (0, 1, 2, 3, 5, 8, 12)
-SMOOTHING = (1, 3)  # moving-mean widths (Decoding.smooth)
-# Peaks a run of the SI head must reach (Decoding.peak; 0: none). Hysteresis pays on the SI
-# head, whose runs are long: on minilm-ptc@3's validation articles it raised SI F1 chosen on
-# one half and scored on the other from 0.378 to 0.385 (in-sample 0.387 to 0.392).
-SI_PEAKS = (0.0, 0.5, 0.6, 0.7, 0.8)
+# ``choose_decodings`` moved to ``sensitivity``; the transformer trainer imports it from here.
+__all__ = ["TrainConfig", "choose_decodings", "load_corpus", "recompute_sensitivities", "train"]
+
 SPAN_C = (0.3, 1.0, 3.0, 10.0)
 
 
@@ -273,6 +251,10 @@ def _choose_span_c(
     val_labels = ptc.restrict(corpus.labels, val_ids)
     x, y = span_matrix(docs, train_labels, config.span_bits)
     template = [ptc.Label(la.article_id, la.start, la.end, "?") for la in val_labels]
+    # The span classifier reads words only: no tagger pass is needed to label spans.
+    readings = {
+        i: TokenReading(docs[i], np.zeros((0, len(NAMES) + 1), np.float32)) for i in val_ids
+    }
     best = (0.0, SPAN_C[0])
     for c in SPAN_C:
         w, b = fit_span_classifier(x, y, c)
@@ -286,88 +268,54 @@ def _choose_span_c(
             span_bias=b,
             span_bits=config.span_bits,
         )
-        accuracy = ptc.score_tc(val_labels, predict_tc(model, docs, template)).overall.f1
+        accuracy = ptc.score_tc(val_labels, predict_tc(model, readings, template)).overall.f1
         log(f"  span classifier C={c}: validation TC micro-F1 {accuracy:.4f}")
         best = max(best, (accuracy, c))
     return best[1], best[0]
 
 
-def _f1(sums: Sequence[ptc.SpanSums]) -> float:
-    return (
-        ptc.SpanSums(
-            sum(s.prec_sum for s in sums),
-            sum(s.n_pred for s in sums),
-            sum(s.rec_sum for s in sums),
-            sum(s.n_gold for s in sums),
-        )
-        .prf()
-        .f1
-    )
-
-
-def choose_decodings(
-    heads: Sequence[str],
-    docs: Mapping[str, Doc],
-    probabilities: Mapping[str, NDArray[np.float32]],
-    gold: Sequence[ptc.Label],
-    only: Collection[str] | None = None,
-) -> dict[str, Decoding | None]:
-    """Per head, the decoding that maximises validation F1 (see the module doc), from
-    each article's token probabilities (tokens x heads). Shared by both trainers; ``only``
-    restricts the search to some heads."""
-    options: dict[str, list[tuple[Decoding | None, ptc.SpanSums]]] = {}
-    for column, head in enumerate(heads):
-        if only is not None and head not in only:
-            continue
-        head_gold = [
-            ptc.Label(la.article_id, la.start, la.end, head)
-            for la in gold
-            if head == ANY or la.technique == head
-        ]
-        nothing = ptc.flc_sums(head_gold, []).get(head, ptc.SpanSums(0.0, 0, 0.0, 0))
-        # Reporting nothing is a choice for techniques, not for the SI head.
-        head_options: list[tuple[Decoding | None, ptc.SpanSums]] = (
-            [] if head == ANY else [(None, nothing)]
-        )
-        peaks = SI_PEAKS if head == ANY else (0.0,)
-        for threshold, gap, smooth, peak in itertools.product(THRESHOLDS, GAPS, SMOOTHING, peaks):
-            if 0.0 < peak <= threshold:
-                continue  # every run reaches it
-            decoding = Decoding(threshold, gap, smooth, peak)
-            pred = [
-                ptc.Label(i, doc.tokens[a].start, doc.tokens[b].end, head)
-                for i, doc in docs.items()
-                for a, b, _ in decode_runs(doc, probabilities[i][:, column], decoding)
-            ]
-            sums = ptc.flc_sums(head_gold, pred).get(head, nothing)
-            head_options.append((decoding, sums))
-        options[head] = head_options
-
-    chosen = {
-        head: max(range(len(opts)), key=lambda k, o=opts: _f1([o[k][1]]))  # type: ignore[misc]
-        for head, opts in options.items()
-    }
-    techniques = [head for head in options if head != ANY]
-    for _ in range(3):  # coordinate ascent on overall FLC F1
-        for head in techniques:
-
-            def overall(k: int, h: str = head) -> float:
-                return _f1([options[t][k if t == h else chosen[t]][1] for t in techniques])
-
-            chosen[head] = max(range(len(options[head])), key=overall)
-    return {head: options[head][k][0] for head, k in chosen.items()}
-
-
 def evaluate(
-    model: LinearDetector, docs: Mapping[str, Doc], gold: Sequence[ptc.Label]
+    model: LinearDetector, readings: Mapping[str, TokenReading], gold: Sequence[ptc.Label]
 ) -> dict[str, Any]:
     """Validation figures: SI, TC (labelling the gold spans), FLC, and per technique."""
     return ptc.validation_figures(
         gold,
-        si=predict_si(model, docs),
-        tc=predict_tc(model, docs, ptc.tc_template(gold)),
-        flc=predict_flc(model, docs),
+        si=predict_si(model, readings),
+        tc=predict_tc(model, readings, ptc.tc_template(gold)),
+        flc=predict_flc(model, readings),
     )
+
+
+def with_tc(choice: SensitivityChoice, figures: Mapping[str, Any]) -> dict[str, Any]:
+    """The cross-fitted figures per level, with TC's (which no decoding changes) added."""
+    out: dict[str, Any] = {}
+    for level, levels_figures in choice.cross_fitted.items():
+        per_technique = {
+            t: {"tc": figures["per_technique_f1"][t]["tc"], **f}
+            for t, f in levels_figures["per_technique_f1"].items()
+        }
+        out[level] = {**levels_figures, "tc": figures["tc"], "per_technique_f1": per_technique}
+    return out
+
+
+def choose_levels(
+    model: LinearDetector,
+    val_docs: Mapping[str, Doc],
+    val_gold: Sequence[ptc.Label],
+    news_folder: str | Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Choose ``model``'s sensitivity levels on validation and ordinary news (setting them on
+    the model, balanced in use) and return the validation record: cross-fitted figures per
+    level, and the in-sample figures of balanced."""
+    readings = model.read_all(val_docs)
+    news = model.read_all({i: Doc(a) for i, a in read_news(news_folder).items()})
+    choice = choose_sensitivities(model.heads, readings, val_gold, news, log=log)
+    model.sensitivities = choice.levels
+    model.sensitivity = "balanced"
+    model.decodings = dict(choice.levels["balanced"])
+    metrics = evaluate(model, readings, val_gold)
+    return {"in_sample": metrics, "cross_fitted": with_tc(choice, metrics)}
 
 
 def train(
@@ -375,6 +323,7 @@ def train(
     out_dir: str | Path,
     config: TrainConfig | None = None,
     log: Callable[[str], None] = print,
+    news_folder: str | Path = NEWS_FOLDER,
 ) -> dict[str, Any]:
     """Train, choose on validation, refit (see the module doc) and save to ``out_dir``.
 
@@ -390,17 +339,16 @@ def train(
     span_c, _ = _choose_span_c(docs, corpus, train_ids, val_ids, config, log)
     model = _fit(docs, corpus, train_ids, config, span_c, log)
     val_docs = {i: docs[i] for i in val_ids}
-    probabilities = {i: model.token_probabilities(doc) for i, doc in val_docs.items()}
-    model.decodings = choose_decodings(model.heads, val_docs, probabilities, val_gold)
-    metrics = evaluate(model, val_docs, val_gold)
+    record = choose_levels(model, val_docs, val_gold, news_folder, log)
+    metrics = record["in_sample"]
     log(
-        f"validation: SI F1 {metrics['si']['f1']:.4f}, TC micro-F1 {metrics['tc']['f1']:.4f}, "
-        f"FLC F1 {metrics['flc']['f1']:.4f}"
+        f"validation (balanced, in-sample): SI F1 {metrics['si']['f1']:.4f}, TC micro-F1 "
+        f"{metrics['tc']['f1']:.4f}, FLC F1 {metrics['flc']['f1']:.4f}"
     )
     if config.retrain_on_all:
         log("refitting on all articles")
         final = _fit(docs, corpus, sorted(corpus.articles), config, span_c, log)
-        final.decodings = model.decodings
+        final.sensitivities, final.decodings = model.sensitivities, model.decodings
         model = final
     model.meta = {
         "trained_on": "PTC v2 train-articles (SemEval-2020 Task 11)",
@@ -414,7 +362,34 @@ def train(
             "ids": val_ids,
             **metrics,
         },
+        "sensitivity_validation": record["cross_fitted"],
     }
     model.save(out_dir)
     log(f"saved to {out_dir}")
     return model.meta
+
+
+def recompute_sensitivities(
+    data_dir: str | Path,
+    model_dir: str | Path,
+    news_folder: str | Path = NEWS_FOLDER,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Choose the sensitivity levels of a trained baseline again, without changing its weights:
+    the model fitted on the training part of its split (refitted exactly as ``train`` did) reads
+    the validation articles, since the shipped one has seen them. Updates its model.json."""
+    _require_sklearn()
+    shipped = LinearDetector.load(model_dir)
+    config = TrainConfig(**shipped.meta["config"])
+    corpus = load_corpus(data_dir)
+    docs = {i: Doc(ptc.to_article(text)) for i, text in corpus.articles.items()}
+    train_ids, val_ids = ptc.validation_split(corpus.articles, config.validation_share, config.seed)
+    log(f"refitting on the {len(train_ids)} training articles of the split")
+    model = _fit(docs, corpus, train_ids, config, float(shipped.meta["span_classifier_c"]), log)
+    val_gold = ptc.restrict(corpus.labels, val_ids)
+    record = choose_levels(model, {i: docs[i] for i in val_ids}, val_gold, news_folder, log)
+    shipped.sensitivities, shipped.decodings = model.sensitivities, model.decodings
+    shipped.meta["sensitivity_validation"] = record["cross_fitted"]
+    shipped.meta["validation"].update(record["in_sample"])
+    shipped.save(model_dir)
+    return record

