@@ -32,7 +32,7 @@ NOTES = [
     "order of work as the technique detector's pass over its windows. The shipped way avoids",
     "most of it: the detector (minilm-ptc@3) was trained with the sentence encoder's vectors as",
     "a second target (its passage head, held-out cosine 0.80), and the encoder reads only the",
-    "passages whose rough vectors come within `matcher.SHORTLIST_MARGIN` (0.12) of a threshold.",
+    "passages whose rough vectors come within `selection.SHORTLIST_MARGIN` (0.12) of a threshold.",
     "A fixed share of the passages instead (the best 20% by rough score, at least 8) added 45%",
     "and lost a match that the margin keeps; the margin was chosen on 40 PTC dev articles and 30",
     "articles with a pasted case summary and checked on 50 PTC test articles and 40 other",
@@ -70,7 +70,8 @@ def main() -> None:
     os.environ["SPINLENS_HOME"] = str(args.home)
 
     from spinlens.model import Document, Source
-    from spinlens.narratives.matcher import plan_passages
+    from spinlens.narratives.passages import plan_passages
+    from spinlens.narratives.selection import select
     from spinlens.pipeline import Pipeline, default_pipeline
 
     full = default_pipeline()
@@ -118,7 +119,7 @@ def main() -> None:
             embedded = time.perf_counter()
             scores = matcher.index.scores(vectors)  # type: ignore[attr-defined]
             searched = time.perf_counter()
-            matcher._select(matcher.index, plan.spans, scores, 0.6, 0.7)  # type: ignore[attr-defined]
+            select(matcher.index, plan.spans, scores, 0.6, 0.7)  # type: ignore[attr-defined]
             parts["embed"].append(embedded - started)
             parts["search"].append(searched - embedded)
             parts["select"].append(time.perf_counter() - searched)

@@ -25,7 +25,7 @@ the way spinlens did before the bridge: USE on both sides (the catalogue embedde
 USE too, built into --home on first use, about 5 minutes). Top 10 = the ten best-scoring distinct
 EUvsDisinfo claims, no threshold.
 
-It also calibrates the Russian thresholds (``matcher.MULTILINGUAL_THRESHOLD`` and
+It also calibrates the Russian thresholds (``selection.MULTILINGUAL_THRESHOLD`` and
 ``MULTILINGUAL_CLAIM_THRESHOLD``): the PTC test articles (English; the bridge is not trained on
 them) are matched both ways, English and through USE and the bridge; the bridged threshold at
 which as many of them match as in English at the English threshold, less what translation
@@ -68,7 +68,7 @@ def calibrate(matcher: Any) -> dict[str, dict[str, float]]:
     """Per kind of item (family, claim): the share of PTC test articles matching in English at
     the English threshold, the bridged threshold matching as many, the translation loss, and
     the threshold that results (with the share of articles the bridge matches at it)."""
-    from spinlens.narratives import matcher as matching
+    from spinlens.narratives import passages, selection
     from spinlens.sentences import split_sentences
 
     n = matcher.index.n_families
@@ -78,12 +78,12 @@ def calibrate(matcher: Any) -> dict[str, dict[str, float]]:
         return float(scores[:, :n].max()), float(scores[:, n:].max())
 
     def bridged(text: str, sentences: list[tuple[int, int]]) -> tuple[float, float]:
-        return best(matcher._multilingual_scores(matching.plan_passages(text, sentences), text))
+        return best(matcher._multilingual_scores(passages.plan_passages(text, sentences), text))
 
     english_rows, bridged_rows = [], []
     for path in sorted(PTC_TEST.glob("*.txt")):
         text = path.read_text(encoding="utf-8")
-        plan = matching.plan_passages(text, split_sentences(text))
+        plan = passages.plan_passages(text, split_sentences(text))
         if plan.spans:
             english_rows.append(best(matcher.passage_scores(plan, text, "en")))
             bridged_rows.append(best(matcher._multilingual_scores(plan, text)))
@@ -103,8 +103,8 @@ def calibrate(matcher: Any) -> dict[str, dict[str, float]]:
     english_best, bridged_best = np.array(english_rows), np.array(bridged_rows)
     found: dict[str, dict[str, float]] = {}
     for column, kind, threshold in (
-        (0, "family", matching.THRESHOLD),
-        (1, "claim", matching.CLAIM_THRESHOLD),
+        (0, "family", selection.THRESHOLD),
+        (1, "claim", selection.CLAIM_THRESHOLD),
     ):
         rate = float((english_best[:, column] >= threshold).mean())
         matched = float(np.quantile(bridged_best[:, column], 1 - rate))
@@ -181,7 +181,8 @@ def russian_claims(matcher: Any) -> list[dict[str, Any]]:
     mean score, the share of originals with it in their top 10 claims, and the share where it
     reaches the claim threshold."""
     from spinlens.narratives.catalogue import normalize_title
-    from spinlens.narratives.matcher import CLAIM_THRESHOLD, encode_by_language
+    from spinlens.narratives.languages import encode_by_language
+    from spinlens.narratives.selection import CLAIM_THRESHOLD
 
     sets = {
         "16 test pairs": FIXTURES / "parallel_en_ru.tsv",
@@ -241,13 +242,14 @@ def main() -> None:
         normalize_title,
         starter_families,
     )
-    from spinlens.narratives.matcher import (
+    from spinlens.narratives.index import CatalogueIndex
+    from spinlens.narratives.matcher import EmbeddingMatcher
+    from spinlens.narratives.passages import plan_passages
+    from spinlens.narratives.selection import (
         CLAIM_THRESHOLD,
         MULTILINGUAL_CLAIM_THRESHOLD,
         MULTILINGUAL_THRESHOLD,
-        CatalogueIndex,
-        EmbeddingMatcher,
-        plan_passages,
+        select,
     )
     from spinlens.sentences import split_sentences
 
@@ -295,16 +297,14 @@ def main() -> None:
     use = load_multilingual_encoder()
     with CatalogueStore(default_store_path()) as store:
         claims = store.claims()
-    use_index = CatalogueIndex.build(
-        use, claims, starter_families(), matcher.catalogue_version, home() / "cache", "use-both"
-    )
+    use_index = CatalogueIndex.build(use, claims, starter_families(), home() / "cache", "use-both")
     use_index.items = items  # same items in the same order; families as MiniLM assigned them
 
     def use_both(article: Article) -> list[NarrativeMatch]:
         """Every item, ranked the old way: the article's passages embedded with USE too."""
         plan = plan_passages(article.text, article.sentences)
         scores = use_index.scores(plan.vectors(use, article.text))
-        return matcher._select(use_index, plan.spans, scores, -1.0, -1.0)
+        return select(use_index, plan.spans, scores, -1.0, -1.0, matcher.top)
 
     en, ru, ru_old = top10(english_matches), top10(russian_matches), top10(use_both(russian))
 
@@ -364,7 +364,7 @@ def main() -> None:
     russian_pairs = [matcher.match(sentence(p["russian"], "ru")) for p in pairs]
     use_scores = use_index.scores(use.encode([p["russian"] for p in pairs]))
     old_pairs = [
-        matcher._select(use_index, [(0, len(p["russian"]))], row[None, :], -1.0, -1.0)
+        select(use_index, [(0, len(p["russian"]))], row[None, :], -1.0, -1.0, matcher.top)
         for p, row in zip(pairs, use_scores, strict=True)
     ]
 
@@ -527,7 +527,7 @@ def main() -> None:
         "encoder. The sentence pairs, each matched alone, measure the same agreement with less "
         "chance in it.",
         "",
-        "Russian thresholds (`matcher.MULTILINGUAL_THRESHOLD`, "
+        "Russian thresholds (`selection.MULTILINGUAL_THRESHOLD`, "
         "`MULTILINGUAL_CLAIM_THRESHOLD`), calibrated on the "
         f"{calibration['data']['articles']} PTC test articles",
         "(English; the bridge was not trained on them), matched both in English and through "
@@ -577,7 +577,7 @@ def main() -> None:
         "(cosine; the counterexamples play no part here). The catalogue",
         "embeds a claim that py3langid puts (at probability 0.9) in one of USE's languages other "
         "than English with USE and the",
-        "bridge (`matcher.encode_by_language`); before, MiniLM read every claim.",
+        "bridge (`languages.encode_by_language`); before, MiniLM read every claim.",
         "",
         "| pairs | Russian claims embedded by | right claim's score (mean) | in the top 10 | "
         f"reaches {CLAIM_THRESHOLD:.2f} |",

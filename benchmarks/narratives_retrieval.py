@@ -9,8 +9,8 @@
 - Needle: a claim's summary pasted as a paragraph into a PTC training article; does the matcher
   put the claim in its top 10, and how much of the pasted text does its evidence cover?
 - Threshold: the needle's score against the best score on the same articles without a needle,
-  for a few thresholds, to calibrate ``matcher.CLAIM_THRESHOLD`` (and the best starter-family
-  score on those articles, for ``matcher.THRESHOLD``).
+  for a few thresholds, to calibrate ``selection.CLAIM_THRESHOLD`` (and the best starter-family
+  score on those articles, for ``selection.THRESHOLD``).
 
 A hit is the claim itself or another page of the same case (same normalised title).
 The catalogue is embedded once into --home (default: a fresh temporary folder).
@@ -77,7 +77,9 @@ def main() -> None:
     from spinlens.model import Article
     from spinlens.narratives.catalogue import CatalogueStore, Claim, normalize_title
     from spinlens.narratives.importers import import_file
-    from spinlens.narratives.matcher import CLAIM_THRESHOLD, EmbeddingMatcher, passage_spans
+    from spinlens.narratives.matcher import EmbeddingMatcher
+    from spinlens.narratives.passages import passage_spans
+    from spinlens.narratives.selection import CLAIM_THRESHOLD
     from spinlens.narratives.train_encoder import TrainConfig, split_by_date
     from spinlens.sentences import split_sentences
 
@@ -257,7 +259,7 @@ def main() -> None:
     )
     say("")
     say(
-        "Threshold (matcher.CLAIM_THRESHOLD is "
+        "Threshold (selection.CLAIM_THRESHOLD is "
         f"{CLAIM_THRESHOLD}): needles scoring at least t, against articles without a needle whose"
     )
     say("best EUvsDisinfo claim scores at least t (PTC articles are propaganda-heavy news, so")

@@ -9,13 +9,9 @@ from spinlens.model import Article, Document, Source
 from spinlens.narratives import matcher as matcher_module
 from spinlens.narratives.catalogue import CatalogueStore
 from spinlens.narratives.importers import import_file
-from spinlens.narratives.matcher import (
-    CatalogueIndex,
-    EmbeddingMatcher,
-    Item,
-    passage_spans,
-    plan_passages,
-)
+from spinlens.narratives.index import CatalogueIndex, Item
+from spinlens.narratives.matcher import EmbeddingMatcher
+from spinlens.narratives.passages import passage_spans, plan_passages
 from spinlens.pipeline import Pipeline
 from spinlens.sentences import split_sentences
 
@@ -92,7 +88,6 @@ def test_an_item_loses_what_the_nearest_counterexample_beats_it_by() -> None:
         [family, claim],
         np.array([[1, 0, 0], [0, 0, 1]], dtype=np.float32),
         np.array([0, 1]),
-        "v",
         counters=np.array([[0, 1, 0]], dtype=np.float32),
         counter_owners=np.array([0]),
     )
@@ -245,13 +240,15 @@ def test_catalogue_embeddings_are_cached_until_the_catalogue_changes(
     with CatalogueStore(store_path) as store:
         import_file(store, FIXTURES / "claimreview.jsonld")
     matcher = EmbeddingMatcher(store_path=store_path, encoder=encoder)  # type: ignore[arg-type]
-    assert encoder.texts == 2 * first + 1  # rebuilt, with the one new claim
+    # Each catalogue is cached apart: only the new catalogue's one claim is embedded.
+    assert encoder.texts == first + 1
     assert any(i.catalogue == "claimreview" for i in matcher.index.items)
-    assert len(list((tmp_path / "home" / "cache").glob("narratives-*.npy"))) == 1
-    # Searching one catalogue keeps a cache of its own and leaves the full one in place.
+    # One file each for the starter families, team and claimreview.
+    assert len(list((tmp_path / "home" / "cache").glob("narratives-*.npy"))) == 3
+    # Searching one catalogue reuses its vectors, and leaves the others' in place.
     EmbeddingMatcher(store_path=store_path, encoder=encoder, catalogues=["team"])  # type: ignore[arg-type]
     EmbeddingMatcher(store_path=store_path, encoder=encoder)  # type: ignore[arg-type]
-    assert encoder.texts == 2 * first + 1 + 2
+    assert encoder.texts == first + 1
 
 
 def test_plain_reporting_of_price_protests_is_not_a_colour_revolution() -> None:
