@@ -1,0 +1,204 @@
+"""``spinlens batch --engine ray``: the same run as the multiprocess engine, on Ray Data.
+
+The pipeline is a Ray Data dataset:
+
+    one row per source ──flat_map(read)──▶ one row per document ──map_batches(Analyzer actors)──▶
+    rows of the four tables (pickled) ──▶ the driver's ShardWriter
+
+- Reading: each source (a folder, a JSONL or WARC file, a URL or feed) is read by one Ray task
+  with the same ingest code as ``spinlens batch``, so on a cluster the sources must be visible
+  to every node (a shared file system, a mounted bucket) or be URLs.
+- Analysing: ``concurrency`` actors each load the models once (``worker.init_worker``) and turn
+  documents into table rows (``worker.analyze_to_rows``), as the worker processes do.
+- Writing: the driver commits shards through the same ``ShardWriter`` and manifest, so the
+  folder, its resume and its dedup are those of the multiprocess engine: sources whose key a
+  committed shard holds are skipped by the readers, and a text already in the tables is
+  dropped. Two documents with the same text are both analysed here (the readers do not share
+  a view of the bodies) and the second is dropped when written, so the rows are the same.
+- Order: Ray Data keeps the input order (``preserve_order``), so which copy of a text wins and
+  the shard contents are reproducible, as in the multiprocess engine.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spinlens.batch import worker
+from spinlens.batch.local import BatchResult, BatchSettings, Reporter
+from spinlens.batch.shards import ShardWriter
+from spinlens.batch.sources import iter_sources
+from spinlens.batch.tables import Rows, failure_rows, source_key
+from spinlens.batch.worker import WorkerSettings
+from spinlens.errors import SpinlensError, UsageError
+from spinlens.model import Document, Failure
+
+# Documents per block between the readers and the actors. Ray Data's default block target
+# (128 MiB) would let one big source fill a single block before any actor starts; at ~10 KB
+# of page per document this streams a few hundred documents at a time.
+BLOCK_BYTES = 2 * 1024 * 1024
+# Documents per call of an actor: small, so the actors share a short source evenly.
+ACTOR_BATCH = 4
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: str | None = None  # None: a local Ray (or the one this process already joined)
+    actors: int = 2
+
+
+def run_ray_batch(
+    sources: Sequence[str],
+    out: Path,
+    settings: BatchSettings,
+    ray_settings: RaySettings,
+    reporter: Reporter | None = None,
+) -> BatchResult:
+    """Analyse every document of ``sources`` into ``out`` on Ray, continuing a killed run."""
+    ray = _import_ray()
+    reporter = reporter or Reporter()
+    if not ray.is_initialized():
+        ray.init(address=ray_settings.address, log_to_driver=False, include_dashboard=False)
+    info = {"techniques_model": settings.techniques_model, "narratives": settings.narratives}
+    with ShardWriter(out, info=info) as writer:
+        committed = writer.committed()
+        reporter.started(len(committed.source_keys))
+        result = BatchResult()
+        done_keys = set(committed.source_keys)
+        article_ids = set(committed.article_ids)
+        pending = Rows()
+        pending_since = time.monotonic()
+        for key, skipped, rows in _run(sources, settings, ray_settings, done_keys):
+            if skipped or key in done_keys:
+                result.already_done += 1
+                reporter.advanced(1)
+                continue
+            done_keys.add(key)
+            if rows.articles and rows.articles[0]["article_id"] in article_ids:
+                result.duplicates += 1
+                reporter.advanced(1)
+                continue
+            article_ids.update(row["article_id"] for row in rows.articles)
+            for row in rows.failures:
+                result.failed += 1
+                reporter.failure(row["source_location"], row["reason"])
+            result.analysed += len(rows.articles)
+            pending.extend(rows)
+            reporter.advanced(rows.documents)
+            full = pending.documents >= settings.shard_documents
+            if full or time.monotonic() - pending_since >= settings.shard_seconds:
+                writer.write(pending)
+                result.shards += 1
+                pending, pending_since = Rows(), time.monotonic()
+        if pending.documents:
+            writer.write(pending)
+            result.shards += 1
+        return result
+
+
+def _run(
+    sources: Sequence[str], settings: BatchSettings, ray_settings: RaySettings, done: set[str]
+) -> Iterator[tuple[str, bool, Rows]]:
+    """(source key, skipped as already done, rows) per document, in input order."""
+    ray = _import_ray()
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.target_max_block_size = BLOCK_BYTES
+    context.enable_progress_bars = False
+    done_ref = ray.put(done)
+    read_options = {"allow_private": settings.allow_private, "max_bytes": settings.max_bytes}
+    worker_settings = WorkerSettings(
+        techniques_model=settings.techniques_model,
+        narratives=settings.narratives,
+        threads=settings.threads,
+    )
+    env = {name: str(settings.threads) for name in worker.THREAD_VARIABLES}
+    dataset = (
+        ray.data.from_items([{"source": s} for s in sources], override_num_blocks=len(sources))
+        # Reading is light next to analysing: it must not wait for a CPU the actors hold.
+        .flat_map(_read_source, fn_kwargs={"done_ref": done_ref, **read_options}, num_cpus=0)
+        .map_batches(
+            Analyzer,
+            fn_constructor_args=(worker_settings,),
+            batch_size=ACTOR_BATCH,
+            batch_format="numpy",
+            concurrency=ray_settings.actors,
+            num_cpus=1,
+            runtime_env={"env_vars": env} if settings.threads is not None else None,
+        )
+    )
+    try:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for key, skipped, rows in zip(
+                batch["key"], batch["skipped"], batch["rows"], strict=True
+            ):
+                yield str(key), bool(skipped), pickle.loads(rows) if rows else Rows()
+    except ray.exceptions.RayError as error:
+        raise SpinlensError(f"the Ray run failed: {_first_line(error)}") from None
+
+
+def _read_source(
+    row: dict[str, Any], done_ref: Any, allow_private: bool, max_bytes: int
+) -> Iterator[dict[str, Any]]:
+    """The documents of one source (a Ray task); those already committed pass as skipped."""
+    done: set[str] = _import_ray().get(done_ref)  # shared once through the object store
+    for item in iter_sources([row["source"]], allow_private=allow_private, max_bytes=max_bytes):
+        key = source_key(item)
+        skipped = key in done
+        kind = "document" if isinstance(item, Document) else "failure"
+        payload = "" if skipped else item.model_dump_json()
+        yield {"key": key, "kind": kind, "skipped": skipped, "payload": payload}
+
+
+class Analyzer:
+    """A Ray actor holding the models: documents in, pickled table rows out."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        if settings.threads is not None:
+            from spinlens.onnx_session import set_threads
+
+            set_threads(settings.threads)
+        worker.init_worker(settings)
+        problem = worker.ready()
+        if problem is not None:
+            raise SpinlensError(problem)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        out = []
+        for key, kind, skipped, payload in zip(
+            batch["key"], batch["kind"], batch["skipped"], batch["payload"], strict=True
+        ):
+            if skipped:
+                out.append(b"")
+                continue
+            if kind == "failure":
+                rows = failure_rows(Failure.model_validate_json(payload), str(key))
+            else:
+                rows = worker.analyze_to_rows(Document.model_validate_json(payload), str(key))
+            out.append(pickle.dumps(rows))
+        rows_column = np.empty(len(out), dtype=object)
+        rows_column[:] = out
+        return {"key": batch["key"], "skipped": batch["skipped"], "rows": rows_column}
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UsageError(
+            "--engine ray needs Ray: pip install 'spinlens[ray]' (or -e '.[ray]')"
+        ) from None
+    return ray
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    spinlens_lines = [line for line in lines if "SpinlensError" in line]
+    return (spinlens_lines or lines or [type(error).__name__])[-1][:300]
