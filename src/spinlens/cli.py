@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from typer._click import exceptions as click_exceptions
 
 from spinlens import __version__
+from spinlens.batch.cli import batch_command
 from spinlens.errors import SpinlensError, UsageError
 from spinlens.ingest import iter_documents
 from spinlens.model import Analysis, Document, Failure
@@ -51,6 +52,7 @@ app.add_typer(
     narratives_app, name="narratives", help="Import, list and search catalogues of known claims."
 )
 app.command("serve", help="Serve the web app and the REST API.")(serve_command)
+app.command("batch", help="Analyse a corpus into resumable Parquet tables.")(batch_command)
 
 stderr = Console(stderr=True, highlight=False)
 

@@ -151,7 +151,34 @@ def _short_text_identifier(among: frozenset[str]) -> LanguageIdentifier:
 # --- HTML -----------------------------------------------------------------------------------
 
 
+# libxml2 (under lxml, so under trafilatura) stops building the tree 256 elements deep and
+# drops all below: a paragraph inside 300 nested divs gave "no article text found". Such a
+# page is read again without its layout wrappers, which removes the nesting at any depth.
+_LAYOUT_WRAPPER = re.compile(
+    r"</?(?:div|span|section|article|main|font|center)\b[^>]*>", re.IGNORECASE
+)
+
+
 def _from_html(html: str, url: str | None) -> Article:
+    article = _extract_html(html, url)
+    if not article.text and _too_deep(html):
+        article = _extract_html(_LAYOUT_WRAPPER.sub("", html), url)
+    return article
+
+
+def _too_deep(html: str) -> bool:
+    """Whether libxml2 gave up on the page's nesting (it says so in its error log)."""
+    from lxml import etree
+
+    parser = etree.HTMLParser()
+    try:
+        etree.fromstring(html, parser)
+    except (etree.LxmlError, ValueError):
+        return False
+    return any(e.type_name == "ERR_RESOURCE_LIMIT" for e in parser.error_log)
+
+
+def _extract_html(html: str, url: str | None) -> Article:
     result = trafilatura.bare_extraction(
         html, url=url, with_metadata=True, include_comments=False, include_tables=False
     )

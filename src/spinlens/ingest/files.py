@@ -79,11 +79,16 @@ def read_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
 def iter_directory(
     root: Path, *, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> Iterator[Document | Failure]:
-    """Every .html/.htm/.txt file under ``root``, in sorted path order; hidden entries skipped."""
-    paths = sorted(_walk(root))
-    if not paths:
+    """Every .html/.htm/.txt file under ``root``, in sorted path order; hidden entries skipped.
+    A folder that cannot be listed and a special file (FIFO, device, socket: never opened, as
+    reading one can block forever) are each one Failure."""
+    entries = sorted(_walk(root), key=lambda entry: entry[0])
+    if not entries:
         raise IngestError("the directory holds no .html, .htm or .txt files")
-    for path in paths:
+    for path, problem in entries:
+        if problem is not None:
+            yield Failure(location=str(path), reason=problem)
+            continue
         try:
             yield read_file(path, max_bytes=max_bytes)
         except IngestError as error:
@@ -108,13 +113,46 @@ def os_error_reason(error: OSError) -> str:
     return f"cannot read it: {reason}"
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def iter_directory_paths(root: Path) -> Iterator[Path]:
+    """The files ``iter_directory`` reads (without the ones it reports), in no set order."""
+    return (path for path, problem in _walk(root) if problem is None)
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, str | None]]:
+    """(path, None) for each file to read; (path, reason) for what cannot be read."""
+    unreadable: list[tuple[Path, str | None]] = []
+
+    def note_unreadable(error: OSError) -> None:
+        reason = (error.strerror or str(error)).lower()
+        unreadable.append((Path(error.filename or root), f"cannot read the folder: {reason}"))
+
     # followlinks=False: a symlink loop or a link to / must not make a run endless.
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=note_unreadable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in DIRECTORY_SUFFIXES:
-                yield Path(dirpath, name)
+                path = Path(dirpath, name)
+                yield path, _not_a_regular_file(path)
+    yield from unreadable
+
+
+def _not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` is skipped without opening it, or None for a regular file (or a link to one)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return os_error_reason(error)
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        kind = "a named pipe (FIFO)"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    else:
+        kind = "a special file"
+    return f"skipped: {kind}, not a regular file"
 
 
 def _bytes_look_like_html(data: bytes) -> bool:

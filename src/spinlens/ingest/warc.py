@@ -34,13 +34,19 @@ def iter_warc(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Doc
                 raise _damaged(seen, records.offset)
             seen += 1
             if not _is_html_response(record):
+                _check_whole(record, records)
                 continue
             found += 1
             location = f"{path}#{records.offset}"
             try:
-                yield _document(record, location, max_bytes)
+                document = _document(record, location, max_bytes)
             except IngestError as error:
+                _check_whole(record, records)
                 yield Failure(location=location, reason=str(error))
+                continue
+            # Checked before the document goes out: a record cut short is no article.
+            _check_whole(record, records)
+            yield document
         # warcio stops quietly at a record cut short; bytes left over mean the file was.
         if records.offset < os.fstat(f.fileno()).st_size:
             raise _damaged(seen, records.offset)
@@ -55,6 +61,15 @@ def _next_record(records: ArchiveIterator, seen: int) -> ArcWarcRecord | None:
         # warcio meets damaged input with many exception types (ArchiveLoadFailed, zlib.error,
         # AttributeError on a missing header...); all of them mean the same thing here.
         raise _damaged(seen, records.offset) from None
+
+
+def _check_whole(record: ArcWarcRecord, records: ArchiveIterator) -> None:
+    """Raise when the file ends before the record's declared Content-Length: warcio then hands
+    over what there is, and the article would be silently shortened."""
+    while record.raw_stream.read(1 << 16):
+        pass  # what the content stream left (a capped or refused record)
+    if getattr(record.raw_stream, "limit", 0) > 0:
+        raise IngestError(f"the WARC file is cut short inside the record at byte {records.offset}")
 
 
 def _damaged(records_read: int, offset: int) -> IngestError:

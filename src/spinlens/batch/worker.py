@@ -1,0 +1,68 @@
+"""What runs inside each worker process: the models, loaded once, and one document at a time."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from spinlens.batch.tables import Rows, analysis_rows, failure_rows
+from spinlens.errors import SpinlensError
+from spinlens.model import Analysis, Document, Failure
+from spinlens.pipeline import Pipeline, default_pipeline
+
+# Libraries that size their thread pools from these at import time (numpy's BLAS, OpenMP).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How each worker loads its models (pickled to the worker processes)."""
+
+    techniques_model: str | None = None
+    narratives: bool = True
+    threads: int | None = None  # ONNX Runtime threads per worker; None: the models' default
+
+
+_pipeline: Pipeline | None = None
+_load_error: str | None = None
+
+
+def init_worker(settings: WorkerSettings) -> None:
+    """Pool initializer: load the models once for every document this process analyses."""
+    global _pipeline, _load_error
+    if settings.threads is not None:
+        from spinlens.onnx_session import set_threads
+
+        set_threads(settings.threads)
+    try:
+        _pipeline = default_pipeline(settings.techniques_model, narratives=settings.narratives)
+    except SpinlensError as error:
+        _load_error = str(error)  # reported once by ready(), not as a crash of the pool
+
+
+def ready() -> str | None:
+    """Called once after start-up: None, or why the models could not be loaded."""
+    return _load_error
+
+
+def analyze_document(document: Document) -> Analysis | Failure:
+    """The one call into the analysis (the core object's ``analyze`` once it lands)."""
+    if _pipeline is None:
+        raise RuntimeError(f"worker {os.getpid()} has no pipeline: {_load_error}")
+    try:
+        return _pipeline.analyze(document)
+    except SpinlensError as error:
+        return Failure(location=document.source.location, reason=str(error))
+    except Exception as error:  # noqa: BLE001 - one bad document must not stop the batch
+        return Failure(
+            location=document.source.location,
+            reason=f"internal error ({type(error).__name__}: {error}); please report it",
+        )
+
+
+def analyze_to_rows(document: Document, key: str) -> Rows:
+    """A document's table rows (built here, so the parent process only writes them)."""
+    result = analyze_document(document)
+    if isinstance(result, Failure):
+        return failure_rows(result, key)
+    return analysis_rows(result, key)
