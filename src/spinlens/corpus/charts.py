@@ -23,7 +23,8 @@ def heatmap(name: str, matrix: Matrix, *, percent: bool) -> str:
     if not matrix.rows or not matrix.columns:
         return _empty(name)
     cell, left, top = 34, 170, 150
-    width = left + cell * len(matrix.columns) + 10
+    # Room on the right for the last column's label, drawn at 45 degrees.
+    width = left + cell * len(matrix.columns) + 120
     height = top + cell * len(matrix.rows) + 10
     peak = max((v for row in matrix.values for v in row), default=0) or 1
     parts = [_open(name, width, height)]
@@ -55,14 +56,14 @@ def heatmap(name: str, matrix: Matrix, *, percent: bool) -> str:
     return "".join(parts)
 
 
-def stacked_bars(name: str, data: Series, unit: str) -> str:
+def stacked_bars(name: str, data: Series) -> str:
     """One bar per period, stacked by series, with a legend."""
     if not data.periods or not data.series:
         return _empty(name)
     left, top, plot_h, legend_row = 44, 12, 220, 16
     bar = max(4, min(28, 760 // len(data.periods)))
     width = max(420, left + bar * len(data.periods) + 20)
-    legend_top = top + plot_h + 56
+    legend_top = top + plot_h + 84  # below the period labels, drawn at 40 degrees
     height = legend_top + legend_row * ((len(data.series) + 2) // 3) + 8
     totals = [sum(values[k] for _, values in data.series) for k in range(len(data.periods))]
     peak = max(totals) or 1
@@ -101,9 +102,7 @@ def stacked_bars(name: str, data: Series, unit: str) -> str:
             f'fill="{PALETTE[s % len(PALETTE)]}"/><text x="{x + 14}" y="{y}" {FONT}>'
             f"{escape(_short(label, 40))}<title>{escape(label)}</title></text></g>"
         )
-    parts.append(
-        f'<text x="{left}" y="{legend_top - 8}" {FONT} fill="#666">per {escape(unit)}</text></svg>'
-    )
+    parts.append("</svg>")
     return "".join(parts)
 
 

@@ -32,10 +32,10 @@ def render(dashboard: Dashboard, *, title: str, form_action: str | None = None) 
             "techniques-by-site", dashboard.techniques_by_site, percent=True
         ),
         "techniques_over_time": charts.stacked_bars(
-            "techniques-over-time", dashboard.techniques_over_time, dashboard.unit
+            "techniques-over-time", dashboard.techniques_over_time
         ),
         "narratives_over_time": charts.stacked_bars(
-            "narratives-over-time", dashboard.narratives_over_time, dashboard.unit
+            "narratives-over-time", dashboard.narratives_over_time
         ),
         "narratives_by_site": charts.heatmap(
             "narratives-by-site", dashboard.narratives_by_site, percent=False

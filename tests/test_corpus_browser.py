@@ -1,0 +1,85 @@
+"""The corpus dashboard in a real browser: Debian's Chromium, driven by Playwright, opens the
+page ``spinlens corpus report`` writes, checks that its charts are drawn and keeps a
+screenshot under test-artifacts/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spinlens.corpus.data import read_folder
+from spinlens.corpus.queries import build
+from spinlens.corpus.report import render
+
+from .conftest import REPO
+from .corpus_fixtures import HOSTILE_TITLE, write_corpus
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed"
+)
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing (apt-get install chromium; make test does it)",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        pg.problems = []
+        pg.requests = []
+        pg.on("console", lambda m: m.type == "error" and pg.problems.append(m.text))
+        pg.on("pageerror", lambda e: pg.problems.append(str(e)))
+        pg.on("dialog", lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss()))
+        pg.on("request", lambda r: pg.requests.append(r.url))
+        yield pg
+        browser.close()
+
+
+def test_the_dashboard_draws_its_charts(page, tmp_path: Path) -> None:
+    folder = write_corpus(tmp_path / "run")
+    report = tmp_path / "report.html"
+    report.write_text(render(build(read_folder(str(folder))), title="Test corpus"))
+    page.goto(report.as_uri())
+
+    charts = page.locator("svg.chart")
+    assert charts.count() == 4
+    for name in (
+        "techniques-by-site",
+        "techniques-over-time",
+        "narratives-over-time",
+        "narratives-by-site",
+    ):
+        chart = page.locator(f"svg.chart[data-chart={name}]")
+        box = chart.bounding_box()
+        assert box is not None and box["width"] > 200 and box["height"] > 100, name
+    # Marks are drawn with real sizes: 4 sites × 4 techniques, one bar per technique and day.
+    heat = page.locator("svg[data-chart=techniques-by-site] g.cell rect")
+    assert heat.count() == 16
+    bars = page.locator("svg[data-chart=techniques-over-time] rect.bar")
+    assert bars.count() == 5  # (day, technique) pairs of the dated articles
+    heights = [bars.nth(i).bounding_box()["height"] for i in range(bars.count())]
+    assert min(heights) > 5
+    legend = page.locator("svg[data-chart=narratives-over-time] g.legend").all_text_contents()
+    assert any("rigged" in text for text in legend)
+    tooltip = page.locator("svg[data-chart=techniques-by-site] g.cell rect title").first
+    assert "articles" in tooltip.text_content()
+
+    rows = page.locator("#most-manipulative tbody tr")
+    assert rows.count() == 6
+    assert HOSTILE_TITLE in page.locator("#most-manipulative").inner_text()  # shown as text
+    assert page.problems == []  # no script ran, no asset was refused
+    assert page.requests == [report.as_uri()]  # nothing fetched but the page itself
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "corpus-report.png"), full_page=True)
