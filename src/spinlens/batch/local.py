@@ -4,7 +4,8 @@ processes (each loads the models once) and their rows committed shard by shard.
 Resume: what the committed shards hold (by ``source_key``) is skipped. Dedup: a document whose
 body was met before in this run (resumed runs meet the committed ones again as they skip them)
 is never sent to a worker; a result whose text (``article_id``) is already in the tables is
-dropped, so no text gets two rows. Memory: at most ``4 × workers`` documents are in flight and
+dropped, so no text gets two rows, and its source is listed as a duplicate in the manifest, so
+a resumed run does not analyse it again. Memory: at most ``4 × workers`` documents are in flight and
 one shard of rows is held; what grows with the corpus is only a set of keys and digests
 (about 200 bytes per document).
 """
@@ -118,6 +119,7 @@ class _Run:
         self.pool: ProcessPoolExecutor | None = None
         self.in_flight: deque[tuple[Document, str, Future[Rows]]] = deque()
         self.pending = Rows()
+        self.pending_duplicates: list[str] = []  # keys of texts found already in the tables
         self.pending_since = time.monotonic()
         self.result = BatchResult()
         self.breaks = 0  # pools broken since the last result
@@ -144,12 +146,11 @@ class _Run:
             self._submit(item, key)
             while len(self.in_flight) >= self.settings.workers * IN_FLIGHT_PER_WORKER:
                 self._collect()
-        self._maybe_commit()
 
     def finish(self) -> None:
         while self.in_flight:
             self._collect()
-        if self.pending.documents:
+        if self.pending.documents or self.pending_duplicates:
             self._commit()
 
     def _skip_done(self, failed: bool) -> None:
@@ -188,6 +189,7 @@ class _Run:
             article_id = rows.articles[0]["article_id"]
             if article_id in self.article_ids:
                 self.result.duplicates += 1
+                self.pending_duplicates.append(key)
                 self.reporter.advanced(1)
                 return
             self.article_ids.add(article_id)
@@ -210,17 +212,19 @@ class _Run:
         self.result.analysed += len(rows.articles)
         self.pending.extend(rows)
         self.reporter.advanced(rows.documents)
+        self._maybe_commit()
 
     def _maybe_commit(self) -> None:
         full = self.pending.documents >= self.settings.shard_documents
         old = time.monotonic() - self.pending_since >= self.settings.shard_seconds
-        if self.pending.documents and (full or old):
+        if (self.pending.documents or self.pending_duplicates) and (full or old):
             self._commit()
 
     def _commit(self) -> None:
-        self.writer.write(self.pending)
+        self.writer.write(self.pending, self.pending_duplicates)
         self.result.shards += 1
         self.pending = Rows()
+        self.pending_duplicates = []
         self.pending_since = time.monotonic()
 
 

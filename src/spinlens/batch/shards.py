@@ -18,7 +18,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,10 +93,15 @@ class ShardWriter:
         return max((int(s["part"]) for s in self.shards), default=-1) + 1
 
     def committed(self) -> Committed:
-        return read_committed(self.out, [int(s["part"]) for s in self.shards])
+        committed = read_committed(self.out, [int(s["part"]) for s in self.shards])
+        for shard in self.shards:
+            committed.source_keys.update(shard.get("duplicates", ()))
+        return committed
 
-    def write(self, rows: Rows) -> int:
-        """Write ``rows`` as the next shard and commit it; returns its number."""
+    def write(self, rows: Rows, duplicates: Sequence[str] = ()) -> int:
+        """Write ``rows`` as the next shard and commit it; returns its number. ``duplicates``:
+        source keys whose text was found (once analysed) to be in the tables already; the
+        manifest lists them so that a resumed run skips them too."""
         if self._lock is None:
             raise RuntimeError("ShardWriter.write before open()")
         number = self.next_part
@@ -106,7 +111,10 @@ class ShardWriter:
             counts[table] = data.num_rows
             _write_table(data, self.out / table / part_name(number))
         written_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.shards.append({"part": number, **counts, "written_at": written_at})
+        shard: dict[str, Any] = {"part": number, **counts, "written_at": written_at}
+        if duplicates:
+            shard["duplicates"] = list(duplicates)
+        self.shards.append(shard)
         _write_json(self.out / MANIFEST, {"format": FORMAT, **self.info, "shards": self.shards})
         return number
 
