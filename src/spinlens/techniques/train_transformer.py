@@ -35,7 +35,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -852,7 +852,8 @@ def load_checkpoint(
     scheduler.load_state_dict(state["scheduler"])
     rng.setstate(state["rng"])
     torch.set_rng_state(state["torch_rng"])
-    progress = Progress(**state["progress"])
+    known = {f.name for f in fields(Progress)}  # checkpoints of older releases carry more
+    progress = Progress(**{k: v for k, v in state["progress"].items() if k in known})
     progress.jobs = [tuple(job) for job in progress.jobs]  # type: ignore[misc]
     return progress
 
