@@ -193,7 +193,10 @@ def iter_items(items: list[FeedItem], fetcher: PoliteFetcher) -> Iterator[Docume
 
 def expand(url: str, fetcher: PoliteFetcher) -> list[FeedItem]:
     """The items of the feed or sitemap at ``url``; IngestError when it is neither."""
-    items = read_listing(fetcher.fetch(url, LISTING_ACCEPT), fetcher)
+    raw = fetcher.fetch(url, LISTING_ACCEPT)
+    if not 200 <= raw.status < 300:
+        raise IngestError(f"the server answered {raw.status}")
+    items = read_listing(raw, fetcher)
     if items is None:
         raise IngestError("not an RSS/Atom feed or an XML sitemap")
     return items
