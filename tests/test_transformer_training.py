@@ -96,15 +96,35 @@ def test_a_validation_article_cannot_be_pseudo_labelled(tmp_path: Path) -> None:
         pseudo_labelled_docs([MODEL], [folder], _tokenizer(), validation, 1.0, 2)
 
 
-def test_a_teacher_with_another_tokenizer_is_refused(tmp_path: Path) -> None:
+def test_a_teacher_with_another_tokenizer_teaches_through_characters(tmp_path: Path) -> None:
     teacher = tmp_path / "teacher"
     shutil.copytree(MODEL, teacher)
     other = json.loads((teacher / "tokenizer.json").read_text(encoding="utf-8"))
     other["normalizer"] = None  # cased: "Traitors" is cut into other pieces
     (teacher / "tokenizer.json").write_text(json.dumps(other), encoding="utf-8")
     folder = _folder(tmp_path, ARTICLES)
-    with pytest.raises(SpinlensError, match="tokenizes differently"):
-        pseudo_labelled_docs([teacher], [folder], _tokenizer(), _validation_ids(), 1.0, 2)
+    [cased, plain] = pseudo_labelled_docs(
+        [teacher], [folder], _tokenizer(), _validation_ids(), 1.0, 2
+    )
+    [same, _] = pseudo_labelled_docs([MODEL], [folder], _tokenizer(), _validation_ids(), 1.0, 2)
+    assert cased.targets.shape == same.targets.shape  # the student's pieces, whatever the teacher
+    # The loaded first article is flagged by both teachers; the council's budget is not.
+    assert (
+        cased.targets[:, -1].max() > 0.5 and plain.targets[:, -1].max() < cased.targets[:, -1].max()
+    )
+
+
+def test_probabilities_carried_over_by_characters_keep_each_characters_value() -> None:
+    from spinlens.techniques.train_transformer import project_probabilities
+
+    # "corrupt elites": the teacher cuts "corrupt" in two, the student keeps it whole.
+    source = np.array([[0, 3], [3, 7], [8, 14]])
+    probs = np.array([[0.9], [0.5], [0.2]], np.float32)
+    target = np.array([[0, 7], [8, 14], [14, 14]])
+    projected = project_probabilities(source, probs, target)
+    np.testing.assert_allclose(projected[:, 0], [(3 * 0.9 + 4 * 0.5) / 7, 0.2, 0.0], rtol=1e-6)
+    # The same pieces give back the same probabilities.
+    np.testing.assert_allclose(project_probabilities(source, probs, source), probs, rtol=1e-6)
 
 
 def test_train_command_wants_teacher_and_unlabelled_together(tmp_path: Path) -> None:

@@ -203,7 +203,8 @@ def pseudo_labelled_docs(
     threads: int,
 ) -> list[TrainDoc]:
     """Unlabelled articles with the teachers' mean piece probabilities as soft targets (an
-    ensemble of several teachers is distilled into the student).
+    ensemble of several teachers is distilled into the student). A teacher with another
+    tokenizer (MPNet teaching MiniLM) has its probabilities carried over by characters.
 
     Every teacher must have held out exactly these validation articles, or what it learnt from
     them would reach the student and the validation figures would flatter it.
@@ -219,7 +220,7 @@ def pseudo_labelled_docs(
     docs = [Doc(ptc.to_article(texts[i])) for i in ids]  # sentence-split once for all teachers
     by_teacher = []
     for teacher_dir in teacher_dirs:
-        teacher = TransformerDetector(teacher_dir, threads=threads)
+        teacher = load_teacher(Path(teacher_dir), threads)
         held_out = teacher.meta.get("validation", {}).get("ids")
         if held_out is None or sorted(held_out) != sorted(validation_ids):
             raise SpinlensError(
@@ -227,15 +228,48 @@ def pseudo_labelled_docs(
                 "same seed and validation share"
             )
         encoded = teacher.encode_docs(docs)
-        for (piece_ids, _), enc in zip(pieces, encoded, strict=True):
-            if len(piece_ids) != len(enc.piece_probs):
-                raise SpinlensError(f"teacher {teacher_dir} tokenizes differently from the student")
-        by_teacher.append([enc.piece_probs for enc in encoded])
+        by_teacher.append(
+            [
+                enc.piece_probs
+                if np.array_equal(enc.offsets, offsets)
+                else project_probabilities(enc.offsets, enc.piece_probs, offsets)
+                for (_, offsets), enc in zip(pieces, encoded, strict=True)
+            ]
+        )
     targets = [np.mean(probs, axis=0).astype(np.float32) for probs in zip(*by_teacher, strict=True)]
     return [
         TrainDoc(texts[i], piece_ids, offsets, target, [], weight, soft=True)
         for i, (piece_ids, offsets), target in zip(ids, pieces, targets, strict=True)
     ]
+
+
+def load_teacher(folder: Path, threads: int) -> TransformerDetector:
+    """A trained detector folder, assembled onto its base first when it ships as adapters."""
+    if assemble.is_assembled(folder):
+        model = assemble.assembled_model(folder, home() / "cache")
+        return TransformerDetector(folder, model_file=str(model), threads=threads)
+    return TransformerDetector(folder, threads=threads)
+
+
+def project_probabilities(
+    source_offsets: NDArray[np.int64],
+    source_probs: NDArray[np.float32],
+    target_offsets: NDArray[np.int64],
+) -> NDArray[np.float32]:
+    """Per target piece, the mean probability of the characters it covers, each character
+    taking the probability of the source piece that covers it (characters of no source piece,
+    such as spaces, do not count; a target piece over none of them gets 0)."""
+    n_chars = int(max(source_offsets[:, 1].max(initial=0), target_offsets[:, 1].max(initial=0)))
+    sums = np.zeros((n_chars + 1, source_probs.shape[1]), np.float64)
+    covered = np.zeros(n_chars + 1, np.float64)
+    for (start, end), probs in zip(source_offsets, source_probs, strict=True):
+        sums[start + 1 : end + 1] = probs  # prefix sums below: row c+1 holds character c
+        covered[start + 1 : end + 1] = 1.0
+    sums, covered = np.cumsum(sums, axis=0), np.cumsum(covered)
+    starts, ends = target_offsets[:, 0], target_offsets[:, 1]
+    counts = (covered[ends] - covered[starts])[:, None]
+    totals = sums[ends] - sums[starts]
+    return np.where(counts > 0, totals / np.maximum(counts, 1.0), 0.0).astype(np.float32)
 
 
 # --- the PyTorch model -------------------------------------------------------------------
