@@ -39,7 +39,7 @@ from spinlens.config import Settings
 from spinlens.errors import SpinlensError
 from spinlens.model import Article, Finding
 from spinlens.onnx_session import cpu_session
-from spinlens.techniques import SpanVectors
+from spinlens.techniques import SpanVectors, assemble
 from spinlens.techniques.decoding import (
     ANY,
     DEFAULT_SENSITIVITY,
@@ -233,6 +233,11 @@ class TransformerDetector(TokenTagger[Encoded]):
 
     @classmethod
     def load(cls, folder: str | Path, **kwargs: Any) -> TransformerDetector:
+        """A model folder; one shipped as adapters is first assembled onto its PyPI base
+        (once, into the cache under the spinlens home; see ``assemble``)."""
+        if assemble.is_assembled(Path(folder)) and "model_file" not in kwargs:
+            model = assemble.assembled_model(Path(folder), Settings.from_env().cache_dir)
+            kwargs["model_file"] = str(model)
         return cls(folder, **kwargs)
 
     # --- the encoder -----------------------------------------------------------------------
