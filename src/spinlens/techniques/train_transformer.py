@@ -55,7 +55,9 @@ from spinlens.techniques.transformer import (
     HEADS_FILE,
     META_FILE,
     MODEL_FILE,
+    SPAN_FEATURES,
     TOKENIZER_FILE,
+    ArticleWords,
     Encoded,
     TransformerDetector,
     encode_all,
@@ -183,6 +185,7 @@ def make_train_doc(
     ids, offsets = encode_text(tokenizer, text)
     targets = np.zeros((len(ids), len(techniques) + 1), np.float32)
     spans = []
+    words = ArticleWords.of(text)
     for la in labels:
         first, last = piece_range(offsets, la.start, la.end)
         if last <= first:
@@ -190,7 +193,8 @@ def make_train_doc(
         column = techniques.index(la.technique or "")
         targets[first:last, column] = 1.0
         targets[first:last, -1] = 1.0
-        spans.append((first, last, column, span_extras(text, la.start, la.end, last - first)))
+        extras = span_extras(text, la.start, la.end, last - first, words, SPAN_FEATURES_VERSION)
+        spans.append((first, last, column, extras))
     return TrainDoc(text, ids, offsets, targets, spans)
 
 
@@ -275,6 +279,9 @@ def project_probabilities(
 # --- the PyTorch model -------------------------------------------------------------------
 
 
+# The TC head's span features that new models learn (see ``transformer.span_extras``).
+SPAN_FEATURES_VERSION = 2
+
 # Bases a detector can be fine-tuned from: the model type in the weights' config.json -> the
 # name written into model.json (licence included).
 BASE_NAMES = {
@@ -350,7 +357,9 @@ def build_model(
             size = self.bert.config.hidden_size
             self.dropout = torch.nn.Dropout(0.1)
             self.token_head = torch.nn.Linear(size, n_heads)
-            self.tc_head = torch.nn.Linear(3 * size + 3, n_techniques)
+            self.tc_head = torch.nn.Linear(
+                3 * size + SPAN_FEATURES[SPAN_FEATURES_VERSION], n_techniques
+            )
             self.passage_head: Any = None
             if passage_dim:
                 self.passage_head = torch.nn.Linear(size, passage_dim)
@@ -1042,6 +1051,7 @@ def train(
         "cls_id": data.cls_id,
         "sep_id": data.sep_id,
         "hidden_size": model.bert.config.hidden_size,
+        "span_features": SPAN_FEATURES_VERSION,
         "decodings": {head: {"threshold": 0.5, "gap": 1} for head in data.heads},
         "config": asdict(config),
     }

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,24 +96,74 @@ def window_starts(n_pieces: int, size: int, stride: int) -> list[int]:
     return starts
 
 
-def span_extras(text: str, start: int, end: int, n_pieces: int) -> list[float]:
+# Content words for the article-context features: letters only, three or more.
+CONTENT_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def _stem(word: str) -> str:
+    """A crude lemma: lower case, a plural s dropped ("elites" and "elite" count together)."""
+    word = word.lower()
+    return word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith("ss") else word
+
+
+@dataclass(frozen=True)
+class ArticleWords:
+    """What a span's label depends on beyond its window (Repetition is about the whole
+    article): the article lower-cased and its content words counted, once per article."""
+
+    lower: str
+    counts: Counter[str]
+
+    @classmethod
+    def of(cls, text: str) -> ArticleWords:
+        return cls(text.lower(), Counter(_stem(w) for w in CONTENT_WORD.findall(text)))
+
+
+# Span features by version (``span_features`` in model.json): 1 (minilm-ptc@3) has the first
+# three; 2 adds where else in the article the span's words and phrase occur (issue 15: the top
+# SemEval-2020 TC systems gave Repetition this context; minilm-ptc@3 got it right 1 time in 4).
+SPAN_FEATURES = {1: 3, 2: 7}
+
+
+def span_extras(
+    text: str, start: int, end: int, n_pieces: int, words: ArticleWords, version: int = 1
+) -> list[float]:
     """Counts the encoder cannot see from inside one window: the span's length, how often the
-    phrase recurs in the whole article (Repetition), and whether it is in the title line."""
-    phrase = text[start:end].lower().strip()
-    repeats = text.lower().count(phrase) if phrase else 0
+    phrase recurs in the whole article, whether it is in the title line; with version 2 also
+    the share of its content words found elsewhere in the article, how often they are (mean,
+    log), whether the phrase already occurred before it and where in the article it stands."""
+    phrase = words.lower[start:end].strip()
+    repeats = words.lower.count(phrase) if phrase else 0
     in_title = 1.0 if "\n" not in text[:start] else 0.0
-    return [math.log1p(n_pieces), math.log1p(max(0, repeats - 1)), in_title]
+    extras = [math.log1p(n_pieces), math.log1p(max(0, repeats - 1)), in_title]
+    if version < 2:
+        return extras
+    inside = Counter(_stem(w) for w in CONTENT_WORD.findall(text[start:end]))
+    elsewhere = [words.counts[w] - n for w, n in inside.items() for _ in range(n)]
+    found = sum(1 for n in elsewhere if n > 0) / len(elsewhere) if elsewhere else 0.0
+    mean_count = math.log1p(sum(elsewhere) / len(elsewhere)) if elsewhere else 0.0
+    earlier = 1.0 if phrase and 0 <= words.lower.find(phrase) < start else 0.0
+    return [*extras, found, mean_count, earlier, start / max(1, len(text))]
 
 
 def span_vector(
-    hidden: NDArray[np.float32], first: int, last: int, text: str, start: int, end: int
+    hidden: NDArray[np.float32],
+    first: int,
+    last: int,
+    text: str,
+    start: int,
+    end: int,
+    words: ArticleWords,
+    version: int = 1,
 ) -> NDArray[np.float32]:
     """The TC head's input for pieces ``first:last`` of a text's hidden states."""
     rows = _pieces(hidden.shape[0], first, last)
     inside = hidden[rows]
     context = hidden[max(0, rows.start - CONTEXT) : rows.stop + CONTEXT]
-    extras = np.asarray(span_extras(text, start, end, rows.stop - rows.start), dtype=np.float32)
-    return np.concatenate([inside.mean(0), inside.max(0), context.mean(0), extras])
+    extras = span_extras(text, start, end, rows.stop - rows.start, words, version)
+    return np.concatenate(
+        [inside.mean(0), inside.max(0), context.mean(0), np.asarray(extras, np.float32)]
+    )
 
 
 def _pieces(n_pieces: int, first: int, last: int) -> slice:
@@ -208,6 +260,7 @@ class TransformerDetector(TokenTagger[Encoded]):
             self.techniques: list[str] = list(meta["techniques"])
             self.heads = [*self.techniques, ANY]
             self.window = int(meta["window"])
+            self.span_features = int(meta.get("span_features", 1))
             self.stride = int(meta["stride"])
             self.cls_id = int(meta["cls_id"])
             self.sep_id = int(meta["sep_id"])
@@ -255,7 +308,7 @@ class TransformerDetector(TokenTagger[Encoded]):
             for s in window_starts(len(ids), size, self.stride)
         ]
         n_heads = len(self.heads)
-        hidden_size = (self.tc_weights.shape[0] - 3) // 3
+        hidden_size = (self.tc_weights.shape[0] - SPAN_FEATURES[self.span_features]) // 3
         prob_sums = [np.zeros((len(ids), n_heads), np.float32) for ids, _ in pieces]
         hidden_sums = [np.zeros((len(ids), hidden_size), np.float32) for ids, _ in pieces]
         counts = [np.zeros((len(ids), 1), np.float32) for ids, _ in pieces]
@@ -355,9 +408,14 @@ class TransformerDetector(TokenTagger[Encoded]):
             uniform = 1.0 / len(self.techniques)
             return [dict.fromkeys(self.techniques, uniform) for _ in spans]
         rows = []
+        words = ArticleWords.of(text)
         for start, end in spans:
             first, last = piece_range(encoded.offsets, start, end)
-            rows.append(span_vector(encoded.hidden, first, last, text, start, end))
+            rows.append(
+                span_vector(
+                    encoded.hidden, first, last, text, start, end, words, self.span_features
+                )
+            )
         logits = (np.stack(rows) @ self.tc_weights + self.tc_bias) / self.tc_temperature
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
