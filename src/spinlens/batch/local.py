@@ -95,9 +95,12 @@ def run_batch(
             ):
                 run.take(item, failure_keys)
             run.finish()
-        finally:
-            if run.pool is not None:
+        except BaseException:
+            if run.pool is not None:  # interrupted: leave what is in flight
                 run.pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        if run.pool is not None:
+            run.pool.shutdown()  # the workers exit and are reaped (their CPU time counted)
         return run.result
 
 
