@@ -168,3 +168,26 @@ def test_platt_scales_never_rank_less_probable_spans_higher() -> None:
     correct = [int(i < 20) for i in range(40)]  # the less probable half is the right half
     a, b = fit_platt(raw, correct)
     assert a == 0.0 and abs(1 / (1 + np.exp(-b)) - 0.5) < 0.05
+
+
+def test_sentences_are_labelled_with_the_techniques_covering_most_of_them() -> None:
+    from spinlens.techniques import ptc
+    from spinlens.techniques.train_transformer import sentence_targets
+
+    text = (
+        "Title\n\nIf we let them in, crime will explode and our towns will die. "
+        "The thugs met at noon in a hall near the station."
+    )
+    causal = text.index("If we")
+    thugs = text.index("thugs")
+    labels = [
+        ptc.Label("1", causal, text.index(" The thugs"), "Causal_Oversimplification"),
+        ptc.Label("1", thugs, thugs + 5, "Name_Calling,Labeling"),
+    ]
+    offsets = np.asarray(_tokenizer().encode(text, add_special_tokens=False).offsets, np.int64)
+    ranges, targets = sentence_targets(text, offsets, labels, list(NAMES))
+    causal_column = list(NAMES).index("Causal_Oversimplification")
+    name_column = list(NAMES).index("Name_Calling,Labeling")
+    assert len(ranges) == len(targets) >= 2
+    assert targets[:, causal_column].tolist().count(1.0) == 1  # the whole causal sentence
+    assert targets[:, name_column].sum() == 0  # one word does not label its sentence

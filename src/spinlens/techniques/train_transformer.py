@@ -85,6 +85,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_pos_weight: float = 30.0
     span_loss_weight: float = 1.0
+    # The sentence head: per sentence, the techniques covering at least half of it (causal
+    # oversimplification, black-and-white fallacy, whataboutism, ... span clauses or sentences).
+    sentence_loss_weight: float = 0.5
     # Share of the token loss on the "any" head (task SI); the 14 technique heads share the
     # rest. 1/15 (every head alike) was the first recipe.
     si_share: float = 0.5
@@ -152,6 +155,12 @@ class TrainDoc:
     # (sentences and clauses) and the sentence encoder's vectors of those units.
     units: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 2), np.int64))
     unit_vectors: NDArray[np.float32] | None = None
+    # Sentence head targets: piece ranges of the sentences and, per sentence, 1 for each
+    # technique whose gold spans cover at least half of its characters (none for soft docs).
+    sentences: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    sentence_targets: NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros((0, len(NAMES)), np.float32)
+    )
 
 
 # Per article ID: the character spans of its units and the sentence encoder's vectors of them.
@@ -195,7 +204,40 @@ def make_train_doc(
         targets[first:last, -1] = 1.0
         extras = span_extras(text, la.start, la.end, last - first, words, SPAN_FEATURES_VERSION)
         spans.append((first, last, column, extras))
-    return TrainDoc(text, ids, offsets, targets, spans)
+    doc = TrainDoc(text, ids, offsets, targets, spans)
+    doc.sentences, doc.sentence_targets = sentence_targets(text, offsets, labels, techniques)
+    return doc
+
+
+# A sentence is labelled with a technique when that technique's gold spans cover at least this
+# share of its characters (a loaded word inside a long sentence does not label the sentence).
+SENTENCE_COVER = 0.5
+
+
+def sentence_targets(
+    text: str,
+    offsets: NDArray[np.int64],
+    labels: Sequence[ptc.Label],
+    techniques: Sequence[str],
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Piece ranges of the article's sentences and their technique targets (SENTENCE_COVER)."""
+    sentences = ptc.to_article(text).sentences
+    ranges, targets = [], []
+    for start, end in sentences:
+        first, last = piece_range(offsets, start, end)
+        if last <= first:
+            continue
+        covered = np.zeros((len(techniques), end - start), bool)
+        for la in labels:
+            lo, hi = max(start, la.start), min(end, la.end)
+            if hi > lo:
+                covered[techniques.index(la.technique or ""), lo - start : hi - start] = True
+        ranges.append((first, last))
+        targets.append((covered.mean(1) >= SENTENCE_COVER).astype(np.float32))
+    return (
+        np.asarray(ranges, np.int64).reshape(-1, 2),
+        np.asarray(targets, np.float32).reshape(-1, len(techniques)),
+    )
 
 
 def pseudo_labelled_docs(
@@ -360,6 +402,7 @@ def build_model(
             self.tc_head = torch.nn.Linear(
                 3 * size + SPAN_FEATURES[SPAN_FEATURES_VERSION], n_techniques
             )
+            self.sentence_head = torch.nn.Linear(size, n_techniques)
             self.passage_head: Any = None
             if passage_dim:
                 self.passage_head = torch.nn.Linear(size, passage_dim)
@@ -439,6 +482,7 @@ def _train_step(
     si_share: float,
     weight_soft_targets: bool = False,
     passage_weight: float = 0.0,
+    sentence_weight: float = 0.0,
 ) -> tuple[Any, float, float, float]:
     import torch
 
@@ -498,7 +542,28 @@ def _train_step(
             guess = model.passage_head(torch.stack(pooled))
             target = torch.from_numpy(np.stack(wanted))
             passage_loss = (1.0 - torch.nn.functional.cosine_similarity(guess, target)).mean()
-    loss = token_loss + span_weight * span_loss + passage_weight * passage_loss
+    sentence_loss = torch.zeros(())
+    if sentence_weight:
+        pooled, wanted = [], []
+        for row, (d, s, e) in enumerate(batch):
+            doc = docs[d]
+            for u, (first, last) in enumerate(doc.sentences):
+                if first >= s and last <= e:
+                    pooled.append(hidden[row, first - s + 1 : last - s + 1].mean(0))
+                    wanted.append(doc.sentence_targets[u])
+        if pooled:
+            logits_s = model.sentence_head(model.dropout(torch.stack(pooled)))
+            target_s = torch.from_numpy(np.stack(wanted))
+            weight_s = pos_weight[:-1]  # the technique heads' imbalance, as for tokens
+            sentence_loss = -(
+                weight_s * target_s * logsig(logits_s) + (1.0 - target_s) * logsig(-logits_s)
+            ).mean()
+    loss = (
+        token_loss
+        + span_weight * span_loss
+        + passage_weight * passage_loss
+        + sentence_weight * sentence_loss
+    )
     return loss, float(token_loss.detach()), float(span_loss.detach()), float(passage_loss.detach())
 
 
@@ -719,7 +784,12 @@ def export_onnx(model: Any, fp32_path: Path, int8_path: Path | None) -> None:
 def _write_heads(model: Any, folder: Path) -> None:
     weight = model.tc_head.weight.detach().numpy().T.astype(np.float32)
     bias = model.tc_head.bias.detach().numpy().astype(np.float32)
-    arrays = {"tc_weights": weight, "tc_bias": bias}
+    arrays = {
+        "tc_weights": weight,
+        "tc_bias": bias,
+        "sentence_weights": model.sentence_head.weight.detach().numpy().T.astype(np.float32),
+        "sentence_bias": model.sentence_head.bias.detach().numpy().astype(np.float32),
+    }
     if model.passage_head is not None:
         arrays["passage_weights"] = model.passage_head.weight.detach().numpy().T.astype(np.float32)
         arrays["passage_bias"] = model.passage_head.bias.detach().numpy().astype(np.float32)
@@ -821,7 +891,11 @@ def make_optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[A
     """AdamW over the trainable weights (heads at their own rate) and a warm-up/linear decay."""
     import torch
 
-    head_params = [*model.token_head.parameters(), *model.tc_head.parameters()]
+    head_params = [
+        *model.token_head.parameters(),
+        *model.tc_head.parameters(),
+        *model.sentence_head.parameters(),
+    ]
     if model.passage_head is not None:
         head_params += list(model.passage_head.parameters())
     head_ids = {id(p) for p in head_params}
@@ -950,6 +1024,7 @@ def run_epochs(
                     config.si_share,
                     config.weight_soft_targets,
                     config.passage_weight,
+                    config.sentence_loss_weight,
                 )
             optimizer.zero_grad()
             loss.backward()
