@@ -295,3 +295,25 @@ def test_training_the_narrative_encoder_without_its_data_says_what_is_missing(tm
     assert result.returncode == 1
     assert "cases-with-disproofs-2015-2017.csv" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_version_healthz_and_analyses_name_the_models_alike():
+    """Issue 16: /healthz and `spinlens version` worked out model names on their own, and their
+    names differed from those analyses record."""
+    from fastapi.testclient import TestClient
+
+    from spinlens.server import Settings, create_app
+
+    version = spinlens("version")
+    assert version.returncode == 0, version.stderr
+    named = dict(line.split(": ", 1) for line in version.stdout.splitlines()[1:])
+    analysed = spinlens("analyze", str(BLOG_TXT), "--format", "json")
+    models = json.loads(analysed.stdout)["models"]
+    assert set(models) == {"techniques", "narratives"}
+    assert named == models
+    with TestClient(create_app(Settings()), base_url="http://127.0.0.1:8000") as client:
+        health = client.get("/healthz")
+        assert health.status_code == 200, health.text
+        assert health.json()["models"] == models
+        served = client.post("/api/v1/analyses", json={"text": BLOG_TXT.read_text("utf-8")})
+        assert served.json()["models"] == models

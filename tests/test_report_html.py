@@ -237,3 +237,33 @@ def test_index_page(failure: str | None) -> None:
     if failure:
         assert "Failed: fetch refused: 404" in rows[2].text_content()
         assert "2 reports written, 1 failed" in doc.text_content()
+
+
+def test_a_stored_analysis_renders_the_same_after_the_models_change(tmp_path, monkeypatch):
+    """Issue 16: the legend's validation F1 was read from the model files at render time, so a
+    stored analysis looked different once the models changed or moved. It travels inside the
+    analysis now (``model_scores``)."""
+    from spinlens.techniques import detectors
+
+    stored = make_analysis().model_copy(
+        update={"models": {"techniques": "minilm-ptc@3", "narratives": "minilm+catalogue@1"}}
+    )
+    stored = Analysis.model_validate(
+        {
+            **stored.to_json_dict(),
+            "model_scores": {"technique_f1": {"Loaded_Language": 0.123, "Slogans": 0.456}},
+        }
+    )
+    before = render(stored, "html")
+    legend = parse(before).xpath("//ul[contains(@class, 'legend')]")[0].text_content()
+    assert "validation F1 0.12" in legend and "validation F1 0.46" in legend
+
+    # The models move away (another SPINLENS_MODELS, e.g. after an upgrade): nothing changes.
+    monkeypatch.setenv("SPINLENS_MODELS", str(tmp_path / "elsewhere"))
+    for cached in (getattr(detectors, "validation_f1", None),):
+        if cached is not None:
+            cached.cache_clear()  # as in a new process
+    assert render(stored, "html") == before
+    assert render(Analysis.model_validate_json(stored.model_dump_json(by_alias=True)), "html") == (
+        before
+    )

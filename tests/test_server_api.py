@@ -556,3 +556,42 @@ def test_the_load_benchmark_runs_clean():
     assert len(rows) == 2
     for row in rows:
         assert row.split("|")[5].strip() == "0"  # no errors
+
+
+GRAIN_PARAPHRASE = (
+    "The grain deal is a fraud\n\nThe so-called grain deal feeds only the rich Western "
+    "countries, while the poor get nothing. Every shipment goes to wealthy nations."
+)
+GRAIN_VERBATIM = (
+    "What they say about grain\n\nThe grain deal feeds only rich Western countries. "
+    "That is what the minister said on television yesterday evening."
+)
+
+
+def test_an_import_through_the_server_keeps_the_matchers_settings(make_client, tmp_path):
+    """Issue 16: an import rebuilt the matchers from three settings, silently dropping the claim
+    threshold, the choice of catalogues and the store path."""
+    from spinlens.narratives import EmbeddingMatcher
+
+    settings = Settings(home=tmp_path / "own-home")  # not SPINLENS_HOME's catalogue store
+    matcher = EmbeddingMatcher(
+        store_path=settings.catalogue_path, claim_threshold=0.97, catalogues=["team"]
+    )
+    client = make_client(settings, pipeline=Pipeline(PhraseDetector(), [matcher]))
+    imported = client.post(
+        "/api/v1/narratives/import",
+        files={"file": ("fact checks.csv", TEAM_CSV.encode(), "text/csv")},
+        data={"catalogue": "team"},
+    )
+    assert imported.json()["added"] == 1, imported.text
+
+    def claims_found(text: str) -> list[str]:
+        body = client.post("/api/v1/analyses", json={"text": text}).json()
+        return [n["claim_id"] for n in body["narratives"]]
+
+    # The claim went into the matcher's own store, and matching reads it there.
+    assert claims_found(GRAIN_VERBATIM) == ["team:grain-1"]
+    # The claim threshold (0.97) still holds: a paraphrase that clears the default 0.7 does not.
+    assert claims_found(GRAIN_PARAPHRASE) == []
+    # Only the chosen catalogue is matched: the starter families stay out.
+    assert claims_found(ARTICLE) == []

@@ -1,4 +1,4 @@
-"""The spinlens command line: thin over the pipeline, ingest and reports.
+"""The spinlens command line: a thin face of the core (``Spinlens``) and the reports.
 
 Exit codes: 0 when every document was analysed, 2 when some failed, 1 for usage errors.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -22,19 +22,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 # our exit code 1 (click's own is 2, which we use for "some documents failed").
 from typer._click import exceptions as click_exceptions
 
-from spinlens import __version__
 from spinlens.batch.cli import batch_command
+from spinlens.batch.watch import watch_command
+from spinlens.config import Settings
+from spinlens.core import Spinlens
+from spinlens.corpus.cli import corpus_app
 from spinlens.errors import SpinlensError, UsageError
-from spinlens.ingest import iter_documents
 from spinlens.model import Analysis, Document, Failure
 from spinlens.narratives.cli import narratives_app, train_bridge_command, train_command
-from spinlens.pipeline import Pipeline, default_pipeline
 from spinlens.report import IndexEntry, extension, render, render_index
 from spinlens.server.cli import serve_command
 from spinlens.techniques.cli import ptc_app, train_app
+from spinlens.version import __version__
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
-DEFAULT_MAX_BYTES = 10_000_000
 
 app = typer.Typer(
     name="spinlens",
@@ -53,6 +54,8 @@ app.add_typer(
 )
 app.command("serve", help="Serve the web app and the REST API.")(serve_command)
 app.command("batch", help="Analyse a corpus into resumable Parquet tables.")(batch_command)
+app.add_typer(corpus_app, name="corpus", help="Dashboards of a corpus written by batch or watch.")
+app.command("watch", help="Keep a corpus of feeds up to date.")(watch_command)
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -87,38 +90,67 @@ def analyze(
         ),
     ] = None,
     allow_private: Annotated[
-        bool,
-        typer.Option(help="Allow fetching URLs on private, loopback and link-local addresses."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--allow-private/--no-allow-private",
+            help="Allow fetching URLs on private, loopback and link-local addresses.",
+            show_default="no-allow-private",
+        ),
+    ] = None,
     max_bytes: Annotated[
-        int, typer.Option(help="Largest page or file read, in bytes.", min=1)
-    ] = DEFAULT_MAX_BYTES,
+        int | None,
+        typer.Option(
+            help="Largest page or file read, in bytes.",
+            min=1,
+            show_default=str(Settings.model_fields["max_bytes"].default),
+        ),
+    ] = None,
     techniques_model: Annotated[
         str | None,
         typer.Option(
-            envvar="SPINLENS_TECHNIQUES_MODEL",
-            help="Technique detector by name (e.g. 'baseline'); default: the best shipped one.",
+            help="Technique model by tier: accurate, fast or baseline (default: "
+            "SPINLENS_TECHNIQUES_MODEL, else the best shipped one).",
+            show_default=False,
+        ),
+    ] = None,
+    sensitivity: Annotated[
+        str | None,
+        typer.Option(
+            help="How readily passages are flagged: precise, balanced or thorough (default: "
+            "SPINLENS_SENSITIVITY, else the model's own).",
+            show_default=False,
         ),
     ] = None,
     narratives: Annotated[
-        bool, typer.Option(help="Match known disinformation narratives (slower).")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--narratives/--no-narratives",
+            help="Match known disinformation narratives (slower).",
+            show_default="narratives",
+        ),
+    ] = None,
 ) -> None:
     """Analyse articles and report persuasion techniques and known narratives."""
+    flags = {
+        "allow_private": allow_private,
+        "max_bytes": max_bytes,
+        "techniques_model": techniques_model,
+        "sensitivity": sensitivity,
+        "narratives": narratives,
+    }
     fmt = report_format.value
     several = _may_yield_several(sources)
     if output is not None and not several and output.is_dir():
         several = True
     if output is not None and several and output.exists() and not output.is_dir():
         raise UsageError(f"--output {output} is a file; several documents need a directory")
-    pipeline = default_pipeline(techniques_model, narratives=narratives)
-    items = iter_documents(
-        sources, allow_private=allow_private, max_bytes=max_bytes, stdin=sys.stdin.buffer
-    )
+    core = Spinlens(Settings.from_env(**{k: v for k, v in flags.items() if v is not None}))
+    core.pipeline  # noqa: B018 - a model that cannot load fails here, once, not per document
+    items = core.documents(sources, stdin=sys.stdin.buffer)
 
     entries: list[IndexEntry] = []  # for the index of a report directory
     analysed = failed = 0
-    for index, result in enumerate(_analyse_all(pipeline, items), start=1):
+    for index, result in enumerate(_analyse_all(core, items), start=1):
         if isinstance(result, Failure):
             failed += 1
             _print_error(f"{result.location}: {result.reason}")
@@ -152,9 +184,9 @@ def analyze(
 
 
 def _analyse_all(
-    pipeline: Pipeline, items: Iterator[Document | Failure]
+    core: Spinlens, items: Iterable[Document | Failure]
 ) -> Iterator[Analysis | Failure]:
-    """Analyse each document; a document that fails becomes a Failure and the rest go on."""
+    """Analyse each document (the core's analyze_documents), showing progress on a terminal."""
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -166,25 +198,16 @@ def _analyse_all(
     )
     with progress:
         task = progress.add_task("analysing", total=None)
-        for item in items:
-            if isinstance(item, Failure):
+
+        def shown(items: Iterable[Document | Failure]) -> Iterator[Document | Failure]:
+            for item in items:
+                if isinstance(item, Document):
+                    progress.update(task, description=_short(item.source.location))
                 yield item
-            else:
-                progress.update(task, description=_short(item.source.location))
-                yield _analyse_one(pipeline, item)
+
+        for result in core.analyze_documents(shown(items)):
+            yield result
             progress.advance(task)
-
-
-def _analyse_one(pipeline: Pipeline, document: Document) -> Analysis | Failure:
-    try:
-        return pipeline.analyze(document)
-    except SpinlensError as error:
-        return Failure(location=document.source.location, reason=str(error))
-    except Exception as error:  # noqa: BLE001 - one bad document must not stop the batch
-        return Failure(
-            location=document.source.location,
-            reason=f"internal error ({type(error).__name__}: {error}); please report it",
-        )
 
 
 def _may_yield_several(sources: list[str]) -> bool:
@@ -225,13 +248,11 @@ def _short(location: str, width: int = 40) -> str:
 
 @app.command()
 def version() -> None:
-    """Print the spinlens version and the models it uses."""
-    pipeline = default_pipeline()
+    """Print the spinlens version and the models it uses (named as analyses name them)."""
+    models = Spinlens().models()
     typer.echo(f"spinlens {__version__}")
-    if pipeline.detector is not None:
-        typer.echo(f"techniques: {pipeline.detector.name}")
-    for matcher in pipeline.matchers:
-        typer.echo(f"narratives: {matcher.name}")
+    for role, name in models.items():
+        typer.echo(f"{role}: {name}")
 
 
 def main() -> None:

@@ -111,6 +111,17 @@ class Summary(BaseModel):
     flagged_share: float = 0.0
 
 
+class ModelScores(BaseModel):
+    """What the models named in ``models`` scored on held-out data, recorded when the analysis
+    ran: a stored analysis reports them the same forever, whatever models are installed later."""
+
+    technique_f1: dict[str, float] = Field(
+        default_factory=dict,
+        description="Validation F1 per technique (task FLC: span and technique right) of the "
+        "techniques model; empty when it has no recorded validation.",
+    )
+
+
 class Analysis(BaseModel):
     """Everything spinlens says about one document: the ``spinlens.analysis/v1`` JSON."""
 
@@ -122,6 +133,7 @@ class Analysis(BaseModel):
     narratives: list[NarrativeMatch] = Field(default_factory=list)
     summary: Summary = Field(default_factory=Summary)
     models: dict[str, str] = Field(default_factory=dict)
+    model_scores: ModelScores = Field(default_factory=ModelScores)
     warnings: list[str] = Field(default_factory=list)
 
     model_config = ConfigDict(populate_by_name=True)

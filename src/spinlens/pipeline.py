@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from spinlens.extract import extract
-from spinlens.model import Analysis, Article, Document, Finding, NarrativeMatch, Summary
+from spinlens.extract import MAX_WORDS, extract_article
+from spinlens.model import (
+    Analysis,
+    Article,
+    Document,
+    Finding,
+    ModelScores,
+    NarrativeMatch,
+    Summary,
+)
 from spinlens.techniques import PassageReader, SpanVectors, TechniqueDetector
 
 
@@ -43,14 +51,21 @@ class Pipeline:
         matchers: Sequence[NarrativeMatcher] = (),
         technique_languages: frozenset[str] = frozenset({"en"}),
         share_passages: bool = True,
+        technique_f1: Mapping[str, float] | None = None,
+        max_words: int | None = MAX_WORDS,
     ) -> None:
         self.detector = detector
         self.matchers = list(matchers)
+        # Recorded in every analysis, so reports never read model files when they render;
+        # None: what the detector says of itself (its validation F1 at its sensitivity).
+        self.technique_f1 = dict(technique_f1 if technique_f1 is not None else _f1_of(detector))
         # Languages the technique detector was trained on; others get a warning, not guesses.
         self.technique_languages = technique_languages
         # Matching reuses the detector's pass when the detector has a passage head for the
         # matcher's vector space (one transformer pass per article instead of two).
         self.share_passages = share_passages
+        # Longer articles are cut here, with a warning: cost grows with the text.
+        self.max_words = max_words
 
     def shared_passage_space(self) -> str | None:
         """The vector space the detector's pass is shared in, or None when matching embeds
@@ -60,15 +75,29 @@ class Pipeline:
             return str(space)
         return None
 
-    def analyze(self, document: Document) -> Analysis:
-        article = extract(document)
-        warnings: list[str] = []
-        findings: list[Finding] = []
+    def models_for(self, language: str | None = "en") -> dict[str, str]:
+        """The models that analyse an article in ``language``, by role, named as the analysis
+        records them (``models``): the one place that names models."""
         models: dict[str, str] = {}
+        space = self.shared_passage_space()
+        # The detector's pass serves matching only where the detector reads the language.
+        reads = self.detector is not None and language in self.technique_languages
+        if self.detector is not None:
+            models["techniques"] = self.detector.name
+        for matcher in self.matchers:
+            shares = reads and space is not None and matcher.passage_space == space
+            passages_by = self.detector.name if shares and self.detector is not None else None
+            models["narratives"] = matcher.name_for(language, passages_by)
+        return models
+
+    def analyze(self, document: Document) -> Analysis:
+        extraction = extract_article(document, max_words=self.max_words)
+        article = extraction.article
+        warnings: list[str] = list(extraction.warnings)
+        findings: list[Finding] = []
         span_vectors: SpanVectors | None = None
         space = self.shared_passage_space()
         if self.detector is not None:
-            models["techniques"] = self.detector.name
             if article.language not in self.technique_languages:
                 warnings.append(f"techniques are not available for language {article.language!r}")
             elif space is not None:
@@ -80,8 +109,6 @@ class Pipeline:
         narratives: list[NarrativeMatch] = []
         for matcher in self.matchers:
             shared = span_vectors if matcher.passage_space == space else None
-            passages_by = self.detector.name if shared is not None and self.detector else None
-            models["narratives"] = matcher.name_for(article.language, passages_by)
             if matcher.supports(article.language):
                 narratives.extend(matcher.match(article, shared))
             else:
@@ -94,7 +121,9 @@ class Pipeline:
             techniques=findings,
             narratives=narratives,
             summary=summarize(article, findings),
-            models=models,
+            # Named as models_for names them: /healthz and `spinlens version` agree.
+            models=self.models_for(article.language),
+            model_scores=ModelScores(technique_f1=self.technique_f1),
             warnings=warnings,
         )
 
@@ -106,6 +135,16 @@ def summarize(article: Article, findings: Sequence[Finding]) -> Summary:
         covered[f.start : f.end] = [True] * (f.end - f.start)
     share = sum(covered) / len(covered) if covered else 0.0
     return Summary(technique_counts=dict(counts.most_common()), flagged_share=round(share, 4))
+
+
+def _f1_of(detector: TechniqueDetector | None) -> dict[str, float]:
+    """A detector's per-technique validation F1 (``technique_reliability``); a detector without
+    one (a test's stand-in) has none."""
+    reliability = getattr(detector, "technique_reliability", None)
+    if reliability is None:
+        return {}
+    scores = reliability() if callable(reliability) else reliability
+    return {str(name): float(value) for name, value in dict(scores).items()}
 
 
 def default_pipeline(techniques_model: str | None = None, narratives: bool = True) -> Pipeline:

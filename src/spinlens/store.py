@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -44,11 +43,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from spinlens import config
+from spinlens.config import Settings
 from spinlens.errors import SpinlensError
 from spinlens.model import Analysis
 
-DB_FILE = "spinlens.db"
 MAX_PAGE = 100
 
 
@@ -57,11 +55,8 @@ class StoreError(SpinlensError):
 
 
 def default_url() -> str:
-    """SPINLENS_DATABASE_URL, else an SQLite file in SPINLENS_HOME."""
-    env = os.environ.get("SPINLENS_DATABASE_URL")
-    if env:
-        return env
-    return f"sqlite:///{config.home() / DB_FILE}"
+    """The settings' store: SPINLENS_DATABASE_URL, else an SQLite file in SPINLENS_HOME."""
+    return Settings.from_env().store_url
 
 
 def input_hash(kind: str, content: str | bytes) -> str:

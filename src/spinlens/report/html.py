@@ -26,7 +26,6 @@ from spinlens.report.spans import (
     technique_counts,
     web_url,
 )
-from spinlens.techniques.detectors import validation_f1
 
 if TYPE_CHECKING:
     from spinlens.report import IndexEntry
@@ -132,7 +131,8 @@ def render_html(analysis: Analysis) -> str:
         for j, e in enumerate(match.evidence)
     ]
     paragraphs = _paragraphs(analysis, evidence_spans)
-    scores = validation_f1(analysis.models.get("techniques", ""))
+    # Recorded in the analysis when it ran: rendering never reads the model files.
+    scores = analysis.model_scores.technique_f1
     legend = [
         LegendItem(t.name, t.label, t.category, t.definition, t.colour, count, scores.get(t.name))
         for t, count in technique_counts(analysis)

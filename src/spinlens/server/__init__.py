@@ -1,5 +1,6 @@
-"""``spinlens serve``: the REST API and the web UI over one pipeline and one store."""
+"""``spinlens serve``: the REST API and the web UI, thin faces of one core (``Spinlens``)."""
 
-from spinlens.server.app import Settings, create_app
+from spinlens.config import Settings
+from spinlens.server.app import create_app
 
 __all__ = ["Settings", "create_app"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
@@ -13,9 +14,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from spinlens.config import Sensitivity
+from spinlens.core import Submission
 from spinlens.model import Analysis, NarrativeMatch
 from spinlens.server import security
-from spinlens.server.app import API_PREFIX, ApiError, Service, Submission
+from spinlens.server.service import API_PREFIX, ApiError, service_of
 from spinlens.store import HistoryPage, HistoryQuery, StoreError, parse_when
 
 DESCRIPTION = """\
@@ -102,13 +105,6 @@ router = APIRouter(
 health_router = APIRouter(tags=["health"])
 
 
-def service_of(request: Request) -> Service:
-    service: Service | None = getattr(request.app.state, "service", None)
-    if service is None:
-        raise ApiError(503, "starting", "the server is still loading its model")
-    return service
-
-
 class AnalysisRequest(BaseModel):
     """Exactly one of ``url``, ``html`` or ``text``."""
 
@@ -129,10 +125,22 @@ class AnalysisRequest(BaseModel):
     text: str | SkipJsonSchema[None] = Field(
         default=None, description="Article text, e.g. a page's visible text copied and pasted."
     )
+    techniques_model: Annotated[str, StringConstraints(max_length=64)] | SkipJsonSchema[None] = (
+        Field(
+            default=None,
+            description="Technique model by tier: accurate, fast or baseline (default: the "
+            "server's).",
+        )
+    )
+    sensitivity: Sensitivity | SkipJsonSchema[None] = Field(
+        default=None,
+        description="How readily passages are flagged: precise, balanced or thorough "
+        "(default: the server's).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AnalysisRequest:
-        given = self.model_fields_set
+        given = self.model_fields_set & {"url", "html", "text"}
         if len(given) != 1:
             raise ValueError("give exactly one of url, html or text")
         (name,) = given
@@ -157,7 +165,9 @@ class AnalysisRequest(BaseModel):
     summary="Analyse a page, HTML or text, and keep the analysis",
 )
 async def create_analysis(body: AnalysisRequest, request: Request, response: Response) -> Any:
-    analysis = await service_of(request).analyze(body.submission())
+    analysis = await service_of(request).analyze(
+        body.submission(), body.techniques_model, body.sensitivity
+    )
     response.headers["Location"] = f"{API_PREFIX}/analyses/{analysis.id}"
     return analysis
 
@@ -171,7 +181,7 @@ async def create_analysis(body: AnalysisRequest, request: Request, response: Res
 async def get_analysis(analysis_id: str, request: Request) -> Any:
     # Store reads are blocking I/O: off the event loop, but not queued behind analyses.
     service = service_of(request)
-    analysis = await asyncio.to_thread(service.store.get, analysis_id)
+    analysis = await asyncio.to_thread(service.spinlens.get, analysis_id)
     if analysis is None:
         raise ApiError(404, "not_found", f"no analysis with id {analysis_id!r}")
     return analysis
@@ -211,7 +221,7 @@ async def list_analyses(
 ) -> Any:
     service = service_of(request)
     query = history_query(q, technique, narrative, site, since, until, limit, offset)
-    return await asyncio.to_thread(service.store.search, query)
+    return await asyncio.to_thread(service.spinlens.history, query)
 
 
 def history_query(
@@ -273,8 +283,7 @@ async def search_narratives(
     service = service_of(request)
     if not q.strip():
         raise ApiError(422, "invalid_request", "q: give some words to search for")
-    searcher = await service.run(service.narratives)
-    (matches,) = await service.run(searcher.search, [q], top)
+    matches = await service.run(service.spinlens.search, q, top)
     return NarrativeSearchResult(query=q, matches=matches)
 
 
@@ -317,7 +326,10 @@ async def import_narratives(
     service = service_of(request)
     name = upload_name(file.filename, default="catalogue.csv")
     data = await file.read()
-    report = await service.run(service.import_catalogue, name, data, format, catalogue)
+    report = await service.run(
+        partial(service.spinlens.import_catalogue, name=name, format=format, catalogue=catalogue),
+        data,
+    )
     return ImportResult(
         catalogue=report.catalogue,
         format=report.format,
@@ -352,22 +364,17 @@ class Health(BaseModel):
     summary="Whether the model and the store are loaded",
 )
 async def healthz(request: Request) -> Any:
-    from spinlens import __version__
+    from spinlens.version import __version__
 
     service = service_of(request)
-    store = service.store
+    store = service.spinlens.store
     if not await asyncio.to_thread(store.ping):
         raise ApiError(503, "store_unavailable", "the store does not answer")
-    pipeline = service.pipeline
-    models: dict[str, str] = {}
-    if pipeline.detector is not None:
-        models["techniques"] = pipeline.detector.name
-    for matcher in pipeline.matchers:
-        models["narratives"] = matcher.name
     return Health(
         status="ok",
         version=__version__,
-        models=models,
+        # Named as every analysis names them (Spinlens.models).
+        models=await asyncio.to_thread(service.spinlens.models),
         store=store.backend,
         schema_version=await asyncio.to_thread(store.version),
     )

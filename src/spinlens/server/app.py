@@ -1,22 +1,15 @@
-"""The FastAPI application: settings, the analysis service and ``create_app``.
+"""The FastAPI application: ``create_app``, its middleware and its error handlers.
 
-The pipeline (the models) is loaded once per process and shared; analyses run in a small
-thread pool so the event loop keeps answering other requests while one article is analysed.
+Everything else lives elsewhere: the core (``spinlens.core.Spinlens``) does the work, the
+service (service.py) queues it off the event loop, api.py and web.py are the routes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
-import threading
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,217 +19,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Match, Route
 
-from spinlens import __version__
+from spinlens.config import Settings
+from spinlens.core import Spinlens
 from spinlens.errors import ExtractionError, IngestError, SpinlensError, UsageError
-from spinlens.ingest import DEFAULT_MAX_BYTES, decode_bytes, fetch_url
-from spinlens.ingest.decode import check_text, looks_like_html
-from spinlens.model import Analysis, Document, NarrativeMatch, Source
-from spinlens.pipeline import Pipeline, default_pipeline
-from spinlens.server import security
-from spinlens.store import Store, StoreError, input_hash
-
-if TYPE_CHECKING:
-    from spinlens.narratives.importers import ImportReport
+from spinlens.pipeline import Pipeline
+from spinlens.server import api, security, web
+from spinlens.server.service import API_PREFIX, ApiError, ServerBusy, Service
+from spinlens.store import Store, StoreError
+from spinlens.version import __version__
 
 log = logging.getLogger("spinlens.server")
-T = TypeVar("T")
-
-API_PREFIX = "/api/v1"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How one server runs. ``from_env`` fills what the SPINLENS_* variables say."""
-
-    host: str = "127.0.0.1"
-    api_token: str | None = None
-    database_url: str | None = None  # None: SPINLENS_DATABASE_URL, else SQLite in SPINLENS_HOME
-    workers: int = 2  # analyses run at once; more than the CPU cores only adds queueing
-    allow_private: bool = False  # let URL analysis reach private and loopback addresses
-    # A pasted or uploaded page can be as large as a fetched one, plus the form's overhead.
-    max_body_bytes: int = DEFAULT_MAX_BYTES + 64_000
-    max_fetch_bytes: int = DEFAULT_MAX_BYTES
-    fetch_timeout: float = 15.0
-    requests_per_minute: int = 600  # per client, every request but static files and /healthz
-    analyses_per_minute: int = 30  # per client, requests that start an analysis
-    max_pending: int = 64  # analyses queued or running before new ones get 503
-    allowed_hosts: tuple[str, ...] = ()  # Host header values accepted; empty: any
-    pipeline_factory: Callable[[], Pipeline] = field(default=default_pipeline, repr=False)
-    # The SSRF-guarded fetcher; tests that must stay offline give a stand-in.
-    fetch: Callable[..., Document] = field(default=fetch_url, repr=False)
-    # Builds the catalogue search behind GET /narratives (loaded on first use, rebuilt after
-    # an import); None: spinlens.narratives' EmbeddingMatcher over SPINLENS_HOME's catalogue.
-    narratives_factory: Callable[[], NarrativeSearch] | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
-        env: dict[str, object] = {}
-        if token := os.environ.get("SPINLENS_API_TOKEN", "").strip():
-            env["api_token"] = token
-        if url := os.environ.get("SPINLENS_DATABASE_URL", "").strip():
-            env["database_url"] = url
-        return cls(**{**env, **overrides})  # type: ignore[arg-type]
-
-    def validate(self) -> None:
-        if not security.is_loopback(self.host) and not self.api_token:
-            raise UsageError(
-                f"binding to {self.host} exposes the server to other machines: "
-                "set SPINLENS_API_TOKEN to require a token"
-            )
-        if self.workers < 1:
-            raise UsageError("--workers must be at least 1")
-
-
-InputKind = Literal["url", "html", "text", "file"]
-
-
-@dataclass(frozen=True)
-class Submission:
-    """What a user handed in: a URL, pasted text or HTML, or an uploaded file's bytes."""
-
-    kind: InputKind
-    content: str | bytes
-    name: str | None = None  # an uploaded file's name
-
-    @property
-    def digest(self) -> str:
-        return input_hash(self.kind, self.content)
-
-
-class NarrativeSearch(Protocol):
-    """What the narratives endpoint needs of a matcher (EmbeddingMatcher is one)."""
-
-    def search(self, queries: Sequence[str], top: int = 10) -> list[list[NarrativeMatch]]: ...
-
-
-class Service:
-    """Runs analyses off the event loop and keeps each one in the store."""
-
-    def __init__(self, settings: Settings, pipeline: Pipeline, store: Store) -> None:
-        self.settings = settings
-        self.pipeline = pipeline
-        self.store = store
-        self.executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="spinlens")
-        self.pending = 0
-        self._narratives: NarrativeSearch | None = None
-        self._narratives_lock = threading.Lock()
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in the worker pool: model work never runs on the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, fn, *args)
-
-    def narratives(self) -> NarrativeSearch:
-        """The catalogue search, built once (the encoder is loaded once per process)."""
-        with self._narratives_lock:
-            if self._narratives is None:
-                self._narratives = self._build_narratives()
-            return self._narratives
-
-    def _build_narratives(self) -> NarrativeSearch:
-        if self.settings.narratives_factory is not None:
-            return self.settings.narratives_factory()
-        from spinlens.narratives import EmbeddingMatcher
-
-        return EmbeddingMatcher()
-
-    def import_catalogue(
-        self, name: str, data: bytes, format: str | None, catalogue: str | None
-    ) -> ImportReport:
-        """Merge an uploaded catalogue file into the catalogue store, then rebuild matching."""
-        from spinlens.narratives import CatalogueStore, EmbeddingMatcher
-        from spinlens.narratives.importers import import_file
-
-        with tempfile.TemporaryDirectory(prefix="spinlens-import-") as folder:
-            # The file keeps its name: a CSV's catalogue is named after it by default.
-            path = Path(folder) / name
-            path.write_bytes(data)
-            try:
-                with CatalogueStore() as catalogues:
-                    report = import_file(catalogues, path, format, catalogue)
-            except SpinlensError as error:
-                # Name the file as the user did, not our temporary copy.
-                raise type(error)(str(error).replace(str(path), name)) from None
-        if report.added or report.updated:
-            with self._narratives_lock:
-                self._narratives = None
-            # Analyses from now on match the new claims too; the encoder is reused.
-            self.pipeline.matchers = [
-                EmbeddingMatcher(encoder=m.encoder, threshold=m.threshold, top=m.top)
-                if isinstance(m, EmbeddingMatcher)
-                else m
-                for m in self.pipeline.matchers
-            ]
-        return report
-
-    async def analyze(self, submission: Submission) -> Analysis:
-        if self.pending >= self.settings.max_pending:
-            raise ServerBusy
-        self.pending += 1
-        try:
-            return await self.run(self._analyze, submission)
-        finally:
-            self.pending -= 1
-
-    def _analyze(self, submission: Submission) -> Analysis:
-        analysis = self.pipeline.analyze(self.document(submission))
-        self.store.save(analysis, submission.digest)
-        return analysis
-
-    def document(self, submission: Submission) -> Document:
-        """The Document for a submission; URLs only through the SSRF-guarded fetcher."""
-        content = submission.content
-        if submission.kind == "url":
-            assert isinstance(content, str)
-            return self.settings.fetch(
-                content.strip(),
-                allow_private=self.settings.allow_private,
-                max_bytes=self.settings.max_fetch_bytes,
-                timeout=self.settings.fetch_timeout,
-            )
-        if submission.kind == "file":
-            assert isinstance(content, bytes)
-            name = submission.name or "uploaded file"
-            if len(content) > self.settings.max_fetch_bytes:
-                raise IngestError(
-                    f"the file is larger than {self.settings.max_fetch_bytes:,} bytes"
-                )
-            is_html = name.lower().endswith((".html", ".htm", ".xhtml")) or content.lstrip(
-                b"\xef\xbb\xbf \t\r\n"
-            ).startswith(b"<")
-            text = decode_bytes(content, is_html=is_html, what="the file")
-            return Document(
-                source=Source(kind="file", location=name),
-                body=text,
-                media_type="text/html" if looks_like_html(text) else "text/plain",
-            )
-        assert isinstance(content, str)
-        what = "the pasted HTML" if submission.kind == "html" else "the pasted text"
-        return Document(
-            source=Source(kind="text", location=what.removeprefix("the ")),
-            body=check_text(content, what=what),
-            media_type="text/html" if submission.kind == "html" else "text/plain",
+def check_settings(settings: Settings) -> None:
+    """Refuse settings that would expose the server or cannot run it."""
+    if not security.is_loopback(settings.host) and not settings.api_token:
+        raise UsageError(
+            f"binding to {settings.host} exposes the server to other machines: "
+            "set SPINLENS_API_TOKEN to require a token"
         )
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-class ServerBusy(Exception):
-    """Too many analyses are queued: the client should retry later."""
-
-
-class ApiError(Exception):
-    """An error answer with its status, stable code and one-line message."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
+    if settings.workers < 1:
+        raise UsageError("--workers must be at least 1")
 
 
 def error_status(error: SpinlensError) -> tuple[int, str]:
@@ -282,33 +85,30 @@ def wants_json(request: Request) -> bool:
 def create_app(
     settings: Settings | None = None,
     *,
+    spinlens: Spinlens | None = None,
     pipeline: Pipeline | None = None,
     store: Store | None = None,
 ) -> FastAPI:
-    """The web app and API. ``pipeline`` and ``store``, when given, are used as they are
-    (``spinlens serve`` loads them first so a broken model or database fails before binding);
-    otherwise they are loaded at start-up."""
-    from spinlens.server import api, web
-
-    settings = settings or Settings.from_env()
-    settings.validate()
+    """The web app and API over one core. ``spinlens``, when given, is used as it is
+    (``spinlens serve`` loads its models first so a broken model or database fails before
+    binding); otherwise one is built from ``settings`` (default: the environment's), with
+    ``pipeline`` and ``store`` when given, and loaded at start-up."""
+    own_core = spinlens is None
+    core = spinlens or Spinlens(settings or Settings.from_env(), pipeline=pipeline, store=store)
+    settings = core.settings
+    check_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own_store = (
-            store if store is not None else await asyncio.to_thread(Store, settings.database_url)
-        )
-        own_pipeline = (
-            pipeline if pipeline is not None else await asyncio.to_thread(settings.pipeline_factory)
-        )
-        service = Service(settings, own_pipeline, own_store)
+        await asyncio.to_thread(core.load)
+        service = Service(core)
         app.state.service = service
         try:
             yield
         finally:
             service.close()
-            if store is None:
-                own_store.close()
+            if own_core:
+                core.close()
 
     app = FastAPI(
         title="spinlens",
@@ -339,7 +139,7 @@ def create_app(
         exempt=_rate_exempt,
     )
     app.add_middleware(security.SameOrigin)
-    app.add_middleware(security.BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(security.BodyLimit, max_bytes=settings.body_limit)
     if settings.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(security.SecurityHeaders, csp_for=csp_for)
@@ -347,8 +147,6 @@ def create_app(
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    from spinlens.server import web
-
     def respond(
         request: Request, status: int, code: str, message: str, headers: dict[str, str] | None
     ) -> Response:

@@ -6,27 +6,40 @@ from typing import Annotated
 
 import typer
 
-from spinlens.server.app import Settings, create_app
+from spinlens.config import Settings
+from spinlens.core import Spinlens
+from spinlens.server.app import check_settings, create_app
+
+# Flags left out fall back to SPINLENS_* variables, then to the defaults shown here.
+_DEFAULTS = Settings.model_fields
 
 
 def serve_command(
     host: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Address to listen on. Anything but loopback needs SPINLENS_API_TOKEN set."
+            help="Address to listen on. Anything but loopback needs SPINLENS_API_TOKEN set.",
+            show_default=_DEFAULTS["host"].default,
         ),
-    ] = "127.0.0.1",
+    ] = None,
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Analyses run at once (threads sharing one loaded model).", min=1, max=64
+            help="Analyses run at once (threads sharing one loaded model).",
+            min=1,
+            max=64,
+            show_default=str(_DEFAULTS["workers"].default),
         ),
-    ] = 2,
+    ] = None,
     allow_private: Annotated[
-        bool,
-        typer.Option(help="Let URL analysis fetch private, loopback and link-local addresses."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--allow-private/--no-allow-private",
+            help="Let URL analysis fetch private, loopback and link-local addresses.",
+            show_default="no-allow-private",
+        ),
+    ] = None,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -36,42 +49,65 @@ def serve_command(
         ),
     ] = None,
     rate_limit: Annotated[
-        int, typer.Option(help="Analyses per minute per client.", min=1)
-    ] = Settings.analyses_per_minute,
+        int | None,
+        typer.Option(
+            help="Analyses per minute per client.",
+            min=1,
+            show_default=str(_DEFAULTS["analyses_per_minute"].default),
+        ),
+    ] = None,
+    techniques_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Technique model by tier: accurate, fast or baseline (default: "
+            "SPINLENS_TECHNIQUES_MODEL, else the best shipped one). A request can pick another.",
+            show_default=False,
+        ),
+    ] = None,
+    sensitivity: Annotated[
+        str | None,
+        typer.Option(
+            help="How readily passages are flagged: precise, balanced or thorough (default: "
+            "SPINLENS_SENSITIVITY, else the model's own). A request can pick another.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the web UI and the REST API (OpenAPI at /docs)."""
     import uvicorn
 
-    from spinlens.store import Store
-
-    overrides: dict[str, object] = {
+    flags = {
         "host": host,
         "workers": workers,
         "allow_private": allow_private,
+        "database_url": database_url,
         "analyses_per_minute": rate_limit,
+        "techniques_model": techniques_model,
+        "sensitivity": sensitivity,
     }
-    if database_url:
-        overrides["database_url"] = database_url
-    if host in ("127.0.0.1", "localhost"):
+    settings = Settings.from_env(**{k: v for k, v in flags.items() if v is not None})
+    if settings.host in ("127.0.0.1", "localhost") and not settings.allowed_hosts:
         # A page on another site can make the browser resolve its own name to 127.0.0.1
         # (DNS rebinding): only answer requests addressed to the loopback names.
-        overrides["allowed_hosts"] = ("127.0.0.1", "localhost")
-    settings = Settings.from_env(**overrides)
-    settings.validate()
+        settings = settings.replace(allowed_hosts=("127.0.0.1", "localhost"))
+    check_settings(settings)
+    core = Spinlens(settings)
     # Loaded here, before binding, so a broken model or database fails with one line.
-    store = Store(settings.database_url)
-    pipeline = settings.pipeline_factory()
-    app = create_app(settings, pipeline=pipeline, store=store)
-    shown = f"[{host}]" if ":" in host else host
+    core.load()
+    app = create_app(spinlens=core)
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     typer.echo(f"spinlens: serving on http://{shown}:{port}/ (API docs at /docs)", err=True)
     if settings.api_token:
         typer.echo("spinlens: API token required (SPINLENS_API_TOKEN)", err=True)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        server_header=False,
-        # Rate limits key on the peer address; a proxy's X-Forwarded-For is not trusted.
-        proxy_headers=False,
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=port,
+            log_level="info",
+            server_header=False,
+            # Rate limits key on the peer address; a proxy's X-Forwarded-For is not trusted.
+            proxy_headers=False,
+        )
+    finally:
+        core.close()

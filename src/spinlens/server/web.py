@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
@@ -21,14 +21,17 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.datastructures import UploadFile
 
+from spinlens.config import Sensitivity
+from spinlens.core import Submission
 from spinlens.errors import SpinlensError
 from spinlens.model import Analysis
 from spinlens.report import render
 from spinlens.report.spans import technique, technique_counts
 from spinlens.server import security
-from spinlens.server.api import history_query, service_of, upload_name
-from spinlens.server.app import ApiError, Service, Submission
+from spinlens.server.api import history_query, upload_name
+from spinlens.server.service import ApiError, Service, service_of
 from spinlens.store import HistoryItem, HistoryPage
+from spinlens.techniques.detectors import TIERS
 from spinlens.techniques.taxonomy import TECHNIQUES
 
 _ENV = Environment(
@@ -43,6 +46,9 @@ router = APIRouter(include_in_schema=False)
 
 STATIC = Path(__file__).parent / "static"
 RECENT = 5
+# The choices the analysis forms offer (the API takes the same names).
+TECHNIQUE_MODELS: tuple[str, ...] = tuple(TIERS)
+SENSITIVITIES: tuple[str, ...] = get_args(Sensitivity)
 HISTORY_PAGE = 25
 _HEADINGS = {
     400: "Bad request",
@@ -116,7 +122,7 @@ async def _home(
 ) -> HTMLResponse:
     service = service_of(request)
     recent = await asyncio.to_thread(
-        service.store.search, history_query(None, None, None, None, None, None, RECENT, 0)
+        service.spinlens.history, history_query(None, None, None, None, None, None, RECENT, 0)
     )
     return page(
         request,
@@ -127,6 +133,8 @@ async def _home(
         text=text,
         url=url,
         allow_private=service.settings.allow_private,
+        technique_models=TECHNIQUE_MODELS,
+        sensitivities=SENSITIVITIES,
         recent=[_row(item) for item in recent.items],
     )
 
@@ -135,9 +143,12 @@ async def _home(
 async def analyze(request: Request) -> Response:
     _require_login(request)
     service = service_of(request)
-    limit = service.settings.max_body_bytes
-    form = await request.form(max_files=1, max_fields=4, max_part_size=limit)
+    limit = service.settings.body_limit
+    form = await request.form(max_files=1, max_fields=6, max_part_size=limit)
     kind = form.get("kind")
+    # The options' "default" is the empty string: the server's own setting.
+    techniques_model = _choice(form.get("techniques_model"), TECHNIQUE_MODELS)
+    sensitivity = _choice(form.get("sensitivity"), SENSITIVITIES)
     text = form.get("text")
     url = form.get("url")
     upload = form.get("file")
@@ -152,7 +163,7 @@ async def analyze(request: Request) -> Response:
     else:
         return await _home(request, 422, error="nothing to analyse: fill in one of the forms")
     try:
-        analysis = await service.analyze(submission)
+        analysis = await service.analyze(submission, techniques_model, sensitivity)
     except SpinlensError as error:  # shown on the form, with what the user gave kept
         return await _home(
             request,
@@ -165,11 +176,15 @@ async def analyze(request: Request) -> Response:
     return RedirectResponse(f"/analyses/{analysis.id}", status_code=303)
 
 
+def _choice(value: object, allowed: tuple[str, ...]) -> str | None:
+    return value if isinstance(value, str) and value in allowed else None
+
+
 @router.get("/analyses/{analysis_id}", response_class=HTMLResponse)
 async def report_view(analysis_id: str, request: Request) -> Response:
     _require_login(request)
     service = service_of(request)
-    analysis = await asyncio.to_thread(service.store.get, analysis_id)
+    analysis = await asyncio.to_thread(service.spinlens.get, analysis_id)
     if analysis is None:
         return error_page(request, 404, "There is no analysis with this id.")
     return HTMLResponse(report_page(analysis, logged_in=_logged_in(request)))
@@ -251,7 +266,7 @@ async def history(
         )
     except ApiError as error:  # a bad date: shown above the filters
         return await _history_page(request, service, filters, None, error.message)
-    result = await asyncio.to_thread(service.store.search, query)
+    result = await asyncio.to_thread(service.spinlens.history, query)
     return await _history_page(request, service, filters, result, None)
 
 
@@ -262,7 +277,7 @@ async def _history_page(
     result: HistoryPage | None,
     error: str | None,
 ) -> HTMLResponse:
-    sites = await asyncio.to_thread(service.store.sites)
+    sites = await asyncio.to_thread(service.spinlens.sites)
     items = result.items if result else []
     offset = result.offset if result else 0
     total = result.total if result else 0
