@@ -45,3 +45,10 @@ def test_plural_and_singular_count_as_the_same_word() -> None:
     words = ArticleWords.of(text)
     start = text.index("elite ")
     assert span_extras(text, start, start + 5, 1, words, 2)[3] == pytest.approx(1.0)
+
+
+def test_a_span_cut_inside_a_word_still_gets_features() -> None:
+    text = "The elites lied again and again."
+    start = text.index("lites")  # a span that starts inside a word
+    extras = span_extras(text, start, start + 10, 3, ArticleWords.of(text), 2)
+    assert len(extras) == SPAN_FEATURES[2] and extras[3] == 0.0

@@ -139,7 +139,8 @@ def span_extras(
     if version < 2:
         return extras
     inside = Counter(_stem(w) for w in CONTENT_WORD.findall(text[start:end]))
-    elsewhere = [words.counts[w] - n for w, n in inside.items() for _ in range(n)]
+    # At least 0: a span cut inside a word has pieces of words the article never counted.
+    elsewhere = [max(0, words.counts[w] - n) for w, n in inside.items() for _ in range(n)]
     found = sum(1 for n in elsewhere if n > 0) / len(elsewhere) if elsewhere else 0.0
     mean_count = math.log1p(sum(elsewhere) / len(elsewhere)) if elsewhere else 0.0
     earlier = 1.0 if phrase and 0 <= words.lower.find(phrase) < start else 0.0
