@@ -9,7 +9,7 @@ the title, and drop the chrome lines.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from importlib import metadata
@@ -89,13 +89,37 @@ MIN_HTML_ARTICLE_WORDS = 12
 # py3langid guesses on the first characters only: enough for a confident guess, and fast.
 LANGUAGE_SAMPLE_CHARS = 5000
 
+# The most words one article is analysed for; the rest is cut off with a warning. The detector
+# and the encoder cost time and memory in proportion to the text (docs/benchmarks.md, "Cost per
+# article"): 50,000 words (~300 kB of English, ten long features) take well under a minute on
+# a laptop CPU and under 1.5 GB, where a 10 MB page would take many minutes and gigabytes.
+# Settings.max_words (SPINLENS_MAX_WORDS) overrides it; None: no limit.
+MAX_WORDS = 50_000
+# The limit also holds for text with few but long "words" (URLs, base64, punctuation runs):
+# no more than this many characters per allowed word are analysed (English averages ~6).
+MAX_CHARS_PER_WORD = 12
+
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
 
 
-def extract(document: Document) -> Article:
+@dataclass
+class Extraction:
+    """An article, and what the report must say about how it was read (a cut, for one)."""
+
+    article: Article
+    warnings: list[str] = field(default_factory=list)
+
+
+def extract(document: Document, *, max_words: int | None = MAX_WORDS) -> Article:
     """Return the clean article of ``document``; raise ExtractionError when there is none."""
+    return extract_article(document, max_words=max_words).article
+
+
+def extract_article(document: Document, *, max_words: int | None = MAX_WORDS) -> Extraction:
+    """The clean article of ``document``, cut after ``max_words`` words (None: never), with
+    a warning when it was cut; raise ExtractionError when there is no article."""
     if document.media_type == "text/html":
         article = _from_html(document.body, document.url)
     else:
@@ -103,9 +127,41 @@ def extract(document: Document) -> Article:
         article.url = document.url
     if not article.text.strip():
         raise ExtractionError(f"no article text found in {document.source.location}")
+    warnings = []
+    if max_words is not None and (cut := word_limit_cut(article.text, max_words)) is not None:
+        total = count_words(article.text)
+        article.text = article.text[:cut].rstrip()
+        warnings.append(
+            f"the article was cut to its first {count_words(article.text):,} of {total:,} "
+            f"words: spinlens analyses at most {max_words:,} words "
+            f"({max_words * MAX_CHARS_PER_WORD:,} characters) per article"
+        )
     article.language = identify_language(article.text)
     article.sentences = split_sentences(article.text)
-    return article
+    return Extraction(article, warnings)
+
+
+# A word, as the limit counts them: a run of letters and digits, or one Chinese or Japanese
+# character (those scripts put no spaces between words).
+_LIMIT_WORD = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]|[^\W\u3040-\u30ff\u3400-\u9fff]+")
+
+
+def count_words(text: str) -> int:
+    """Words in ``text`` as MAX_WORDS counts them."""
+    return sum(1 for _ in _LIMIT_WORD.finditer(text))
+
+
+def word_limit_cut(text: str, max_words: int) -> int | None:
+    """Where ``text`` must be cut to hold at most ``max_words`` words and
+    ``max_words * MAX_CHARS_PER_WORD`` characters: the end of the last whole word before
+    that; None when the text is within both limits."""
+    max_chars = max_words * MAX_CHARS_PER_WORD
+    end = 0
+    for n, word in enumerate(_LIMIT_WORD.finditer(text), start=1):
+        if n > max_words or word.end() > max_chars:
+            return end or min(len(text), max_chars)
+        end = word.end()
+    return None if len(text) <= max_chars else (end or max_chars)
 
 
 def identify_language(text: str) -> str:
@@ -159,7 +215,14 @@ _LAYOUT_WRAPPER = re.compile(
 )
 
 
+_DOCUMENT_TAG = re.compile(r"<(html|body)[\s>]", re.IGNORECASE)
+
+
 def _from_html(html: str, url: str | None) -> Article:
+    if not _DOCUMENT_TAG.search(html):
+        # A fragment ("<b>Breaking:</b> ..."): trafilatura takes the tree lxml makes of it for
+        # no page at all and finds nothing; in a body it is read as any page is.
+        html = f"<html><body>{html}</body></html>"
     article = _extract_html(html, url)
     if not article.text and _too_deep(html):
         article = _extract_html(_LAYOUT_WRAPPER.sub("", html), url)

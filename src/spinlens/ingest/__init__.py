@@ -23,6 +23,7 @@ from spinlens.ingest.files import (
     read_stdin,
 )
 from spinlens.ingest.jsonl import iter_jsonl
+from spinlens.ingest.submission import document_of
 from spinlens.ingest.warc import iter_warc
 from spinlens.ingest.web import check_url, fetch_url
 from spinlens.model import Document, Failure
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "check_url",
     "decode_bytes",
+    "document_of",
     "fetch_url",
     "iter_documents",
 ]

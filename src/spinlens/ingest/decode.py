@@ -1,9 +1,10 @@
 """Bytes to text: find the encoding, refuse binary data and empty input.
 
 Order of evidence, as browsers do it: a byte-order mark, then the declared charset (the HTTP
-header, else a ``<meta>`` tag near the top of an HTML page), else detection (UTF-8 first, then
-charset-normalizer). Line breaks are normalised to ``\\n`` (``\\r\\n`` and lone ``\\r``); NUL
-characters past the first few KB are dropped; everything else is kept exactly.
+header, else a ``<meta>`` tag near the top of an HTML page), else detection (UTF-16 without a
+BOM by where its NUL bytes fall, UTF-8, then charset-normalizer). Line breaks are normalised
+to ``\\n`` (``\\r\\n`` and lone ``\\r``); NUL characters past the first few KB and a leading
+BOM are dropped; everything else is kept exactly.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ META_PRESCAN_BYTES = 4096
 # Text encodings without NULs in the first 8000 bytes may still carry stray ones later:
 # those are dropped instead.
 NUL_PRESCAN_BYTES = 8000
+
+# UTF-16 without a BOM is told from binary data by where its NULs fall: at most this share of
+# them on the other parity (a Cyrillic or CJK character's high byte can be NUL-free, never the
+# other way round; binary data has them on both about equally).
+UTF16_STRAY_NULS = 0.05
 
 # Share of control or U+FFFD replacement characters above which a decoding is junk. Real
 # articles have none or a handful; random bytes decoded with any 8-bit codec give ~10%.
@@ -71,8 +77,9 @@ def decode_bytes(
 
 
 def check_text(text: str, *, what: str = "the document") -> str:
-    """Normalise line breaks, drop NULs, and refuse empty or junk text."""
-    text = _NEWLINES.sub("\n", text).replace("\x00", "")
+    """Normalise line breaks, drop NULs and a leading byte-order mark (pasted from a file
+    read without decoding it), and refuse empty or junk text."""
+    text = _NEWLINES.sub("\n", text).replace("\x00", "").removeprefix("\ufeff")
     if not text.strip():
         raise IngestError(f"{what} is empty")
     if junk_share(text) > MAX_JUNK_SHARE:
@@ -118,6 +125,8 @@ def _decode(data: bytes, declared: str | None, *, is_html: bool, what: str) -> s
             if junk_share(text) <= MAX_JUNK_SHARE:
                 return text
     if b"\x00" in data[:NUL_PRESCAN_BYTES]:
+        if (utf16 := _utf16_without_bom(data)) is not None:
+            return utf16
         raise IngestError(f"{what} looks like binary data, not text")
     try:
         return data.decode("utf-8")
@@ -127,6 +136,19 @@ def _decode(data: bytes, declared: str | None, *, is_html: bool, what: str) -> s
     if best is None:
         raise IngestError(f"{what} looks like binary data, not text")
     return str(best)
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """``data`` decoded as UTF-16 when its NUL bytes say so, else None. Windows tools write
+    UTF-16 without a byte-order mark; then the high byte of every space, digit and Latin letter
+    is NUL, so NULs fall on odd offsets (little-endian) or even ones (big-endian), where in
+    binary data they fall anywhere."""
+    head = data[:NUL_PRESCAN_BYTES]
+    odd, even = head[1::2].count(0), head[0::2].count(0)
+    if len(data) % 2 or min(odd, even) > UTF16_STRAY_NULS * max(odd, even):
+        return None
+    text = data.decode("utf-16-le" if odd > even else "utf-16-be", errors="replace")
+    return text if junk_share(text) <= MAX_JUNK_SHARE else None
 
 
 def _meta_charset(data: bytes) -> str | None:

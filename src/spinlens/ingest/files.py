@@ -8,13 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from spinlens.config import DEFAULT_MAX_BYTES
 from spinlens.errors import IngestError
-from spinlens.ingest.decode import decode_bytes, looks_like_html
-from spinlens.model import Document, Failure, MediaType, Source
-
-# A long article is ~100 kB of HTML; 10 MB leaves room for bloated pages while keeping one
-# document's memory bounded (it is decoded, then extracted, in memory).
-DEFAULT_MAX_BYTES = 10_000_000
+from spinlens.ingest.documents import document_from_bytes
+from spinlens.model import Document, Failure, Source
 
 HTML_SUFFIXES = frozenset({".html", ".htm"})
 TEXT_SUFFIXES = frozenset({".txt"})
@@ -52,7 +49,7 @@ def read_capped(stream: BinaryIO, max_bytes: int, *, what: str) -> bytes:
 
 
 def read_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
-    """One local file: .html/.htm is HTML, .txt is plain text, anything else is sniffed."""
+    """One local file, read as every face of spinlens reads it (``document_from_bytes``)."""
     with path.open("rb") as f:
         info = os.fstat(f.fileno())
         # Regular files are refused by their size before any byte is read; pipes and devices
@@ -60,19 +57,8 @@ def read_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
         if stat.S_ISREG(info.st_mode) and info.st_size > max_bytes:
             raise too_large("the file", max_bytes)
         data = read_capped(f, max_bytes, what="the file")
-    suffix = path.suffix.lower()
-    media_type: MediaType
-    if suffix in HTML_SUFFIXES:
-        media_type = "text/html"
-        body = decode_bytes(data, is_html=True, what="the file")
-    elif suffix in TEXT_SUFFIXES:
-        media_type = "text/plain"
-        body = decode_bytes(data, is_html=False, what="the file")
-    else:
-        body = decode_bytes(data, is_html=_bytes_look_like_html(data), what="the file")
-        media_type = "text/html" if looks_like_html(body) else "text/plain"
-    return Document(
-        source=Source(kind="file", location=str(path)), body=body, media_type=media_type
+    return document_from_bytes(
+        data, source=Source(kind="file", location=str(path)), name=path.name, what="the file"
     )
 
 
@@ -100,10 +86,8 @@ def iter_directory(
 def read_stdin(stream: BinaryIO, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
     """Pasted text or HTML on standard input (HTML when it looks like markup)."""
     data = read_capped(stream, max_bytes, what="standard input")
-    body = decode_bytes(data, is_html=_bytes_look_like_html(data), what="standard input")
-    media_type: MediaType = "text/html" if looks_like_html(body) else "text/plain"
-    return Document(
-        source=Source(kind="text", location=STDIN_LOCATION), body=body, media_type=media_type
+    return document_from_bytes(
+        data, source=Source(kind="text", location=STDIN_LOCATION), what="standard input"
     )
 
 
@@ -153,8 +137,3 @@ def _not_a_regular_file(path: Path) -> str | None:
     else:
         kind = "a special file"
     return f"skipped: {kind}, not a regular file"
-
-
-def _bytes_look_like_html(data: bytes) -> bool:
-    # Tags are ASCII in every encoding spinlens meets without a BOM; latin-1 never fails.
-    return looks_like_html(data[:4096].decode("latin-1"))

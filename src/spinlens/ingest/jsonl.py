@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from spinlens.errors import IngestError
-from spinlens.ingest.decode import check_text
+from spinlens.ingest.documents import document_from_text
 from spinlens.ingest.files import DEFAULT_MAX_BYTES, too_large
 from spinlens.model import Document, Failure, MediaType, Source
 
@@ -50,18 +50,19 @@ def _document(line: bytes, location: str, *, first: bool) -> Document:
     url = record.get("url")
     if url is not None and not isinstance(url, str):
         raise IngestError('"url" must be a string')
-    media_type: MediaType
-    for key, media_type in (("html", "text/html"), ("text", "text/plain")):
+    declared: MediaType
+    for key, declared in (("html", "text/html"), ("text", "text/plain")):
         body = record.get(key)
         if body is None:
             continue
         if not isinstance(body, str):
             raise IngestError(f'"{key}" must be a string')
-        return Document(
+        return document_from_text(
+            body,
             source=Source(kind="jsonl", location=location),
-            body=check_text(body, what=f'"{key}"'),
-            media_type=media_type,
+            declared=declared,
             url=url,
+            what=f'"{key}"',
         )
     raise IngestError('the object has neither "html" nor "text"')
 

@@ -11,8 +11,9 @@
 - Bodies are capped while streaming (Content-Length is only a hint); ``timeout`` bounds the
   whole fetch, redirects included (name resolution excepted: the system resolver has no
   timeout).
-- Accepted types: text/html and application/xhtml+xml as HTML, text/plain as text (some
-  articles are published as plain text); a response without a Content-Type is sniffed. Every
+- Accepted types: text/html, application/xhtml+xml and text/plain (some articles are published
+  as plain text), and a response without a Content-Type; the body is then read as every other
+  input is (``ingest.documents``: the type is a hint, a page is HTML whatever it says). Every
   other type is refused.
 - Environment proxies and .netrc are not used (a proxy would connect to hosts unchecked);
   SSL_CERT_FILE, when set, replaces the certifi CA bundle (for corporate CAs).
@@ -35,11 +36,12 @@ from typing import TypeVar
 import certifi
 import httpx
 
-from spinlens import __version__
 from spinlens.errors import IngestError
-from spinlens.ingest.decode import decode_bytes, looks_like_html, parse_content_type
+from spinlens.ingest.decode import parse_content_type
+from spinlens.ingest.documents import HTML_TYPES, TEXT_TYPES, document_from_bytes
 from spinlens.ingest.files import DEFAULT_MAX_BYTES, too_large
-from spinlens.model import Document, MediaType, Source
+from spinlens.model import Document, Source
+from spinlens.version import __version__
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 T = TypeVar("T")
@@ -49,8 +51,6 @@ ALLOWED_SCHEMES = frozenset({"http", "https"})
 MAX_REDIRECTS = 5
 # Long enough for a slow news site on a poor connection, short enough for a web request.
 DEFAULT_TIMEOUT = 15.0
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-TEXT_TYPES = frozenset({"text/plain"})
 USER_AGENT = f"spinlens/{__version__} (article analysis)"
 PAGE_ACCEPT = "text/html,application/xhtml+xml,text/plain"
 
@@ -331,13 +331,10 @@ def _check_page(status: int, reason_phrase: str, content_type: str | None) -> No
 def _page(
     data: bytes, content_type: str | None, charset: str | None, source: Source, url: str
 ) -> Document:
-    # Without a Content-Type the body decides; a <meta charset> is looked for either way.
-    is_html = content_type is None or content_type in HTML_TYPES
-    body = decode_bytes(data, charset, is_html=is_html, what="the page")
-    if content_type is None:
-        is_html = looks_like_html(body)
-    media_type: MediaType = "text/html" if is_html else "text/plain"
-    return Document(source=source, body=body, media_type=media_type, url=url)
+    # Read as every other input is: the type is a hint, a page is HTML whatever it says.
+    return document_from_bytes(
+        data, source=source, content_type=content_type, charset=charset, url=url, what="the page"
+    )
 
 
 def _read_body(
