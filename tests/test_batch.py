@@ -240,6 +240,43 @@ def test_killed_at_random_moments_and_resumed_gives_the_rows_of_an_uninterrupted
         assert names == sorted(p.name for p in committed_parts(resumed, table))
 
 
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"
+
+
+def test_workers_leave_when_the_parent_alone_is_killed(tmp_path: Path) -> None:
+    write_corpus(tmp_path / "in", 200)
+    process = start_run(tmp_path / "in", tmp_path / "out")
+    deadline = time.monotonic() + 120
+    while committed_articles(tmp_path / "out") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = children_of(process.pid)
+    assert workers, "the run had no worker processes"
+    process.kill()  # SIGKILL to the parent only, as a crash or the OOM killer would
+    process.wait()
+    deadline = time.monotonic() + 20
+    while any(is_running(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(is_running(w) for w in workers), "orphaned workers kept running"
+
+
 def test_uncommitted_parts_of_a_killed_run_are_removed_on_resume(tmp_path: Path) -> None:
     out = tmp_path / "out"
     write_corpus(tmp_path / "in", 3)

@@ -95,9 +95,11 @@ def run_batch(
             ):
                 run.take(item, failure_keys)
             run.finish()
-        except BaseException:
+        except BaseException as error:
             if run.pool is not None:  # interrupted: leave what is in flight
                 run.pool.shutdown(wait=False, cancel_futures=True)
+            if isinstance(error, KeyboardInterrupt) and run.pending.documents:
+                run.commit()  # what is done is kept: the next run goes on from there
             raise
         if run.pool is not None:
             run.pool.shutdown()  # the workers exit and are reaped (their CPU time counted)
@@ -154,7 +156,7 @@ class _Run:
         while self.in_flight:
             self._collect()
         if self.pending.documents or self.pending_duplicates:
-            self._commit()
+            self.commit()
 
     def _skip_done(self, failed: bool) -> None:
         self.reporter.advanced(1)
@@ -221,9 +223,9 @@ class _Run:
         full = self.pending.documents >= self.settings.shard_documents
         old = time.monotonic() - self.pending_since >= self.settings.shard_seconds
         if (self.pending.documents or self.pending_duplicates) and (full or old):
-            self._commit()
+            self.commit()
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         self.writer.write(self.pending, self.pending_duplicates)
         self.result.shards += 1
         self.pending = Rows()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from dataclasses import dataclass
 
 from spinlens.batch.tables import Rows, analysis_rows, failure_rows
@@ -30,6 +33,9 @@ _load_error: str | None = None
 def init_worker(settings: WorkerSettings) -> None:
     """Pool initializer: load the models once for every document this process analyses."""
     global _pipeline, _load_error
+    _exit_with_parent()
+    # Ctrl-C is the parent's to handle (it commits what is done); a worker keeps going.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if settings.threads is not None:
         from spinlens.onnx_session import set_threads
 
@@ -38,6 +44,19 @@ def init_worker(settings: WorkerSettings) -> None:
         _pipeline = default_pipeline(settings.techniques_model, narratives=settings.narratives)
     except SpinlensError as error:
         _load_error = str(error)  # reported once by ready(), not as a crash of the pool
+
+
+def _exit_with_parent(every: float = 1.0) -> None:
+    """A worker whose parent was killed (SIGKILL, power button) would wait on its queue
+    forever, holding its models' memory: it leaves as soon as it is orphaned."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def ready() -> str | None:
