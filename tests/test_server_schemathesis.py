@@ -13,6 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from spinlens.core import Spinlens
 from spinlens.errors import IngestError
 from spinlens.model import Document, Source
 from spinlens.server import Settings, create_app
@@ -33,17 +34,14 @@ def offline_fetch(url: str, **_options: object) -> Document:
 # The schema is loaded when this module is imported (schemathesis' fixture-based loading does
 # not work with pytest 9), so the app gets its own store directory, removed afterwards.
 _HOME = Path(tempfile.mkdtemp(prefix="spinlens-schemathesis-"))
-app = create_app(
-    Settings(
-        api_token=TOKEN,
-        database_url=f"sqlite:///{_HOME / 'store.db'}",
-        pipeline_factory=phrase_pipeline,
-        fetch=offline_fetch,
-        # Generous limits: the generator sends many requests from one client in seconds.
-        requests_per_minute=100_000,
-        analyses_per_minute=100_000,
-    )
+_SETTINGS = Settings(
+    api_token=TOKEN,
+    database_url=f"sqlite:///{_HOME / 'store.db'}",
+    # Generous limits: the generator sends many requests from one client in seconds.
+    requests_per_minute=100_000,
+    analyses_per_minute=100_000,
 )
+app = create_app(spinlens=Spinlens(_SETTINGS, pipeline=phrase_pipeline(), fetch=offline_fetch))
 # A request can fit the schema and still hold no article (empty or binary text): the API
 # answers 422 with the documented error body, which the checks accept for generated input.
 CONFIG = schemathesis.Config.from_dict(

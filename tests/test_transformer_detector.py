@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
-from spinlens.model import Analysis, Source, Summary
+from spinlens.model import Analysis, ModelScores, Source, Summary
 from spinlens.report.html import render_html
 from spinlens.techniques import ptc
 from spinlens.techniques.baseline import ANY, Doc
@@ -228,10 +228,12 @@ def test_registry_and_report_legend_show_validation_f1() -> None:
         narratives=[],
         summary=Summary(technique_counts={}, flagged_share=0.0),
         models={"techniques": detector.name},
+        model_scores=ModelScores(technique_f1=detector.technique_reliability),
         warnings=[],
     )
     page = render_html(analysis)
     assert "validation F1" in page
     assert f"validation F1 {scores[findings[0].technique]:.2f}" in page
-    unknown = render_html(analysis.model_copy(update={"models": {"techniques": "other@1"}}))
-    assert "validation F1" not in unknown
+    # The report shows what the analysis recorded, never what the model files say now.
+    unrecorded = render_html(analysis.model_copy(update={"model_scores": ModelScores()}))
+    assert "validation F1" not in unrecorded

@@ -218,7 +218,15 @@ class Spinlens:
 
     def analyze(self, source: str | Path | bytes, *, kind: SourceKind = "auto") -> Analysis:
         """One document: a URL, a path or text (see the module's docstring for the rule)."""
-        items = iter(self._documents_of(source, kind))
+        resolved = kind
+        try:
+            resolved = kind if kind != "auto" else _kind_of(source)
+            items = iter(self._documents_of(source, resolved))
+        except SpinlensError as error:
+            # A file or a page is named in the line, as the CLI names it; a paste is not.
+            if resolved in ("file", "url", "auto"):
+                raise _with_location(error, _location(source)) from None
+            raise
         first = next(items, None)
         if first is None:
             raise IngestError(f"{_location(source)}: no document to analyse")
@@ -439,7 +447,7 @@ def _kind_of(source: str | Path | bytes) -> SubmissionKind:
             return "text"
         if _DOCUMENT_NAME.match(line):
             raise IngestError(
-                f"{line}: no such file (to analyse these words, use analyze_text or kind='text')"
+                "no such file (to analyse these words, use analyze_text or kind='text')"
             )
     return "text"
 

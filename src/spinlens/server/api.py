@@ -125,14 +125,12 @@ class AnalysisRequest(BaseModel):
     text: str | SkipJsonSchema[None] = Field(
         default=None, description="Article text, e.g. a page's visible text copied and pasted."
     )
-    techniques_model: Annotated[str, StringConstraints(max_length=64)] | SkipJsonSchema[None] = (
-        Field(
-            default=None,
-            description="Technique model by tier: accurate, fast or baseline (default: the "
-            "server's).",
-        )
+    # null is documented and means "the server's default", as leaving the field out does.
+    techniques_model: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description="Technique model by tier: accurate, fast or baseline (default: the server's).",
     )
-    sensitivity: Sensitivity | SkipJsonSchema[None] = Field(
+    sensitivity: Sensitivity | None = Field(
         default=None,
         description="How readily passages are flagged: precise, balanced or thorough "
         "(default: the server's).",
