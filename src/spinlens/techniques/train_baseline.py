@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from spinlens.errors import SpinlensError
 from spinlens.techniques import ptc
 from spinlens.techniques.baseline import (
+    MODEL_FILE,
     LinearDetector,
     hashed,
     sentence_features,
@@ -35,13 +36,13 @@ from spinlens.techniques.baseline import (
     token_features,
 )
 from spinlens.techniques.decoding import ANY, Doc
-from spinlens.techniques.findings import TokenReading, predict_flc, predict_si, predict_tc
+from spinlens.techniques.findings import TokenReading, predict_tc
 from spinlens.techniques.sensitivity import (
     NEWS_FOLDER,
-    SensitivityChoice,
     choose_decodings,
-    choose_sensitivities,
     read_news,
+    tune,
+    write_levels,
 )
 from spinlens.techniques.taxonomy import NAMES
 
@@ -274,30 +275,6 @@ def _choose_span_c(
     return best[1], best[0]
 
 
-def evaluate(
-    model: LinearDetector, readings: Mapping[str, TokenReading], gold: Sequence[ptc.Label]
-) -> dict[str, Any]:
-    """Validation figures: SI, TC (labelling the gold spans), FLC, and per technique."""
-    return ptc.validation_figures(
-        gold,
-        si=predict_si(model, readings),
-        tc=predict_tc(model, readings, ptc.tc_template(gold)),
-        flc=predict_flc(model, readings),
-    )
-
-
-def with_tc(choice: SensitivityChoice, figures: Mapping[str, Any]) -> dict[str, Any]:
-    """The cross-fitted figures per level, with TC's (which no decoding changes) added."""
-    out: dict[str, Any] = {}
-    for level, levels_figures in choice.cross_fitted.items():
-        per_technique = {
-            t: {"tc": figures["per_technique_f1"][t]["tc"], **f}
-            for t, f in levels_figures["per_technique_f1"].items()
-        }
-        out[level] = {**levels_figures, "tc": figures["tc"], "per_technique_f1": per_technique}
-    return out
-
-
 def choose_levels(
     model: LinearDetector,
     val_docs: Mapping[str, Doc],
@@ -305,17 +282,9 @@ def choose_levels(
     news_folder: str | Path,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Choose ``model``'s sensitivity levels on validation and ordinary news (setting them on
-    the model, balanced in use) and return the validation record: cross-fitted figures per
-    level, and the in-sample figures of balanced."""
-    readings = model.read_all(val_docs)
-    news = model.read_all({i: Doc(a) for i, a in read_news(news_folder).items()})
-    choice = choose_sensitivities(model.heads, readings, val_gold, news, log=log)
-    model.sensitivities = choice.levels
-    model.sensitivity = "balanced"
-    model.decodings = dict(choice.levels["balanced"])
-    metrics = evaluate(model, readings, val_gold)
-    return {"in_sample": metrics, "cross_fitted": with_tc(choice, metrics)}
+    """``sensitivity.tune`` with the news of ``news_folder``."""
+    news = {i: Doc(a) for i, a in read_news(news_folder).items()}
+    return tune(model, val_docs, val_gold, news, log)
 
 
 def train(
@@ -388,8 +357,5 @@ def recompute_sensitivities(
     model = _fit(docs, corpus, train_ids, config, float(shipped.meta["span_classifier_c"]), log)
     val_gold = ptc.restrict(corpus.labels, val_ids)
     record = choose_levels(model, {i: docs[i] for i in val_ids}, val_gold, news_folder, log)
-    shipped.sensitivities, shipped.decodings = model.sensitivities, model.decodings
-    shipped.meta["sensitivity_validation"] = record["cross_fitted"]
-    shipped.meta["validation"].update(record["in_sample"])
-    shipped.save(model_dir)
+    write_levels(Path(model_dir) / MODEL_FILE, model, record)
     return record
