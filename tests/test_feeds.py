@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,16 @@ def test_loopback_is_refused_without_allow_private(site: Site) -> None:
     assert isinstance(failure, Failure)
     assert "loopback" in failure.reason
     assert site.requests == []
+
+
+def test_batch_sources_expand_feeds_between_files(site: Site, tmp_path: Path) -> None:
+    from spinlens.batch.sources import iter_sources
+
+    page = tmp_path / "local.txt"
+    page.write_text("A local article about the harbour.", encoding="utf-8")
+    sources = [str(page), f"{site.base}/feed.xml"]
+    locations = [
+        item.source.location if isinstance(item, Document) else item.location
+        for item in iter_sources(sources, allow_private=True)
+    ]
+    assert locations == [str(page), f"{site.base}/news/1", f"{site.base}/news/2"]

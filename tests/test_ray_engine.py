@@ -20,12 +20,20 @@ from spinlens.batch.local import BatchSettings, run_batch  # noqa: E402
 from spinlens.batch.ray_engine import RaySettings, run_ray_batch  # noqa: E402
 from spinlens.batch.shards import MANIFEST, TABLES, committed_parts  # noqa: E402
 
+from .feed_fixtures import Site, serve  # noqa: E402
+
 TOPICS = [
     ("bridge", "The corrupt council rammed through a disgraceful plan to rebuild the bridge."),
     ("budget", "Every true patriot knows this budget is a betrayal of our great nation."),
     ("school", "The school board met on Monday and agreed a new timetable for spring."),
     ("river", "Shocking! Only a fool would believe the lies they tell about the river."),
     ("market", "The market reopened after repairs; traders said business was steady."),
+    # A starter narrative (colour-revolution), so the narratives table has rows to compare.
+    (
+        "protests",
+        "The street protests were a colour revolution staged by the West to overthrow the "
+        "government. Western intelligence services organised the unrest and directed the crowds.",
+    ),
 ]
 
 
@@ -43,25 +51,37 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text = " ".join([sentence] * 3) + f" Reported by desk {n}."
         (folder / f"{n}-{name}.txt").write_text(text, encoding="utf-8")
     # The same text under another name: analysed once, one row.
-    (folder / "5-copy.txt").write_text((folder / "1-budget.txt").read_text(), encoding="utf-8")
-    (folder / "6-empty.txt").write_text("", encoding="utf-8")  # a failure row
+    (folder / "8-copy.txt").write_text((folder / "1-budget.txt").read_text(), encoding="utf-8")
+    (folder / "9-empty.txt").write_text("", encoding="utf-8")  # a failure row
     jsonl = folder.parent / f"{folder.name}-more.jsonl"
     lines = [{"text": f"Crooked officials lied again about the dam, report {n}."} for n in (1, 2)]
     jsonl.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
     return folder
 
 
-def sources(corpus: Path) -> list[str]:
-    return [str(corpus), str(corpus.parent / f"{corpus.name}-more.jsonl")]
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    yield from serve(Site(items=[("/news/1", "Bridge vote"), ("/news/2", "Budget row")]))
 
 
-SETTINGS = BatchSettings(workers=2, techniques_model="baseline", narratives=True, shard_documents=3)
+@pytest.fixture(scope="module")
+def sources(corpus: Path, site: Site) -> list[str]:
+    """A folder, a feed of two articles on 127.0.0.1, and a JSON Lines file."""
+    return [str(corpus), f"{site.base}/feed.xml", str(corpus.parent / f"{corpus.name}-more.jsonl")]
+
+
+SETTINGS = BatchSettings(
+    workers=2, techniques_model="baseline", allow_private=True, shard_documents=3
+)
 
 
 def table_rows(out: Path, table: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for part in committed_parts(out, table):
         rows.extend(pq.read_table(part).to_pylist())
+    for row in rows:
+        if row.get("source_kind") == "feed":
+            row["crawled"] = row["crawled"] is not None  # fetched at another moment by each run
     return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
 
 
@@ -70,40 +90,44 @@ def all_rows(out: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def multiprocess_rows(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def multiprocess_rows(sources: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("local") / "out"
-    run_batch(sources(corpus), out, SETTINGS)
+    run_batch(sources, out, SETTINGS)
     return all_rows(out)
 
 
 def test_ray_gives_the_rows_of_the_multiprocess_engine(
-    local_ray: None, corpus: Path, multiprocess_rows: dict, tmp_path: Path
+    local_ray: None, sources: list[str], multiprocess_rows: dict, tmp_path: Path
 ) -> None:
     out = tmp_path / "ray"
-    result = run_ray_batch(sources(corpus), out, SETTINGS, RaySettings(actors=2))
+    result = run_ray_batch(sources, out, SETTINGS, RaySettings(actors=2))
     rows = all_rows(out)
     assert rows == multiprocess_rows
-    assert len(rows["articles"]) == 7  # 5 texts + 2 JSONL lines; the copy has no row
+    # 6 texts, 2 feed items, 2 JSONL lines; the copy has no row.
+    assert len(rows["articles"]) == 10
     assert len(rows["failures"]) == 1
     assert rows["findings"], "the baseline finds techniques in these texts"
-    assert (result.analysed, result.failed, result.duplicates) == (7, 1, 1)
+    assert rows["narratives"], "the starter narratives match the corpus's claims"
+    assert (result.analysed, result.failed, result.duplicates) == (10, 1, 1)
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["format"] == "spinlens.batch/1"
-    assert len(manifest["shards"]) == 3  # 9 documents, 3 per shard (the copy is one of them)
+    assert sum(s["articles"] + s["failures"] for s in manifest["shards"]) == 11
 
 
 def test_ray_resumes_a_killed_run_through_the_manifest(
-    local_ray: None, corpus: Path, multiprocess_rows: dict, tmp_path: Path
+    local_ray: None, sources: list[str], multiprocess_rows: dict, tmp_path: Path
 ) -> None:
     out = tmp_path / "ray"
-    run_ray_batch(sources(corpus), out, SETTINGS, RaySettings(actors=2))
+    run_ray_batch(sources, out, SETTINGS, RaySettings(actors=2))
     # A run killed after its first shard: the manifest lists one shard, and a later shard was
     # written but never committed.
     manifest = json.loads((out / MANIFEST).read_text())
     manifest["shards"] = manifest["shards"][:1]
     (out / MANIFEST).write_text(json.dumps(manifest))
-    result = run_ray_batch(sources(corpus), out, SETTINGS, RaySettings(actors=2))
-    assert result.already_done == 3
+    result = run_ray_batch(sources, out, SETTINGS, RaySettings(actors=2))
+    assert result.already_done == manifest["shards"][0]["articles"] + manifest["shards"][0][
+        "failures"
+    ] + len(manifest["shards"][0].get("duplicates", []))
     assert all_rows(out) == multiprocess_rows
 
 
@@ -114,4 +138,18 @@ def test_a_model_that_cannot_load_is_one_clear_error(
 
     settings = BatchSettings(techniques_model="no-such-model", narratives=False)
     with pytest.raises(SpinlensError, match="no-such-model"):
-        run_ray_batch(sources(corpus), tmp_path / "out", settings, RaySettings(actors=1))
+        run_ray_batch([str(corpus)], tmp_path / "out", settings, RaySettings(actors=1))
+
+
+def test_batch_command_with_engine_ray(corpus: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "spinlens", "batch", str(corpus), "--out", str(out),
+               "--engine", "ray", "--workers", "1", "--techniques-model", "baseline",
+               "--no-narratives"]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr  # the empty file is a failure
+    assert "6 article(s) analysed, 1 failed, 1 duplicate(s) skipped" in run.stderr
+    assert len(table_rows(out, "articles")) == 6

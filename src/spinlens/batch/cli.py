@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,9 +24,16 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from spinlens.config import Settings
 from spinlens.ingest.files import DEFAULT_MAX_BYTES
 
 EXIT_OK, EXIT_SOME_FAILED = 0, 2
+
+
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
+
 
 stderr = Console(stderr=True, highlight=False)
 
@@ -60,8 +68,8 @@ def batch_command(
     techniques_model: Annotated[
         str | None,
         typer.Option(
-            envvar="SPINLENS_TECHNIQUES_MODEL",
-            help="Technique detector by name (e.g. 'baseline'); default: the best shipped one.",
+            help="Technique detector by name (e.g. 'baseline'); default: "
+            "SPINLENS_TECHNIQUES_MODEL (read by Settings), else the best shipped one.",
         ),
     ] = None,
     narratives: Annotated[
@@ -80,6 +88,20 @@ def batch_command(
             min=1, help="Documents per Parquet shard (also committed at least every minute)."
         ),
     ] = 500,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local: worker processes on this machine; ray: a Ray Data map over --workers "
+            "actors (pip install 'spinlens[ray]').",
+        ),
+    ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine ray: the cluster to join (auto, or ray://HOST:PORT); "
+            "default: a local Ray.",
+        ),
+    ] = None,
 ) -> None:
     """Analyse a corpus into Parquet tables (articles, findings, narratives, failures).
 
@@ -90,7 +112,7 @@ def batch_command(
 
     settings = BatchSettings(
         threads=threads,
-        techniques_model=techniques_model,
+        techniques_model=techniques_model or Settings.from_env().techniques_model,
         narratives=narratives,
         allow_private=allow_private,
         max_bytes=max_bytes,
@@ -128,7 +150,13 @@ def batch_command(
         failure=failure,
     )
     with progress:
-        result = run_batch(sources, out, settings, reporter)
+        if engine is Engine.ray:
+            from spinlens.batch.ray_engine import RaySettings, run_ray_batch
+
+            ray_settings = RaySettings(address=address, actors=settings.workers)
+            result = run_ray_batch(sources, out, settings, ray_settings, reporter)
+        else:
+            result = run_batch(sources, out, settings, reporter)
 
     parts = [f"{result.analysed} article(s) analysed"]
     if result.failed:

@@ -188,6 +188,9 @@ class _Run:
             self._restart_pool()
             reason = "a worker process died while analysing it (out of memory?)"
             rows = failure_rows(Failure(location=document.source.location, reason=reason), key)
+        except Exception as error:  # noqa: BLE001 - e.g. a result that cannot be unpickled
+            reason = f"internal error ({type(error).__name__}: {error}); please report it"
+            rows = failure_rows(Failure(location=document.source.location, reason=reason), key)
         else:
             self.breaks = 0
         if rows.articles:

@@ -5,16 +5,18 @@ The pipeline is a Ray Data dataset:
     one row per source ──flat_map(read)──▶ one row per document ──map_batches(Analyzer actors)──▶
     rows of the four tables (pickled) ──▶ the driver's ShardWriter
 
-- Reading: each source (a folder, a JSONL or WARC file, a URL or feed) is read by one Ray task
-  with the same ingest code as ``spinlens batch``, so on a cluster the sources must be visible
-  to every node (a shared file system, a mounted bucket) or be URLs.
+- Reading: each file or folder source (a folder, a JSONL or WARC file) is read by one Ray
+  task, and all URLs (pages, feeds, sitemaps) by one more, with the same ingest code as
+  ``spinlens batch``; so on a cluster the files must be visible to every node (a shared file
+  system, a mounted bucket).
 - Analysing: ``concurrency`` actors each load the models once (``worker.init_worker``) and turn
   documents into table rows (``worker.analyze_to_rows``), as the worker processes do.
 - Writing: the driver commits shards through the same ``ShardWriter`` and manifest, so the
   folder, its resume and its dedup are those of the multiprocess engine: sources whose key a
   committed shard holds are skipped by the readers, and a text already in the tables is
-  dropped. Two documents with the same text are both analysed here (the readers do not share
-  a view of the bodies) and the second is dropped when written, so the rows are the same.
+  dropped (its source listed as a duplicate in the manifest). Two documents with the same text
+  are both analysed here (the readers do not share a view of the bodies) and the second is
+  dropped when written, so the rows are the same.
 - Order: Ray Data keeps the input order (``preserve_order``), so which copy of a text wins and
   the shard contents are reproducible, as in the multiprocess engine.
 """
@@ -70,7 +72,7 @@ def run_ray_batch(
         result = BatchResult()
         done_keys = set(committed.source_keys)
         article_ids = set(committed.article_ids)
-        pending = Rows()
+        pending, duplicates = Rows(), list[str]()
         pending_since = time.monotonic()
         for key, skipped, rows in _run(sources, settings, ray_settings, done_keys):
             if skipped or key in done_keys:
@@ -79,23 +81,28 @@ def run_ray_batch(
                 continue
             done_keys.add(key)
             if rows.articles and rows.articles[0]["article_id"] in article_ids:
+                # Listed in the manifest, as the multiprocess engine does: a resumed run
+                # skips it instead of analysing it again.
                 result.duplicates += 1
+                duplicates.append(key)
                 reporter.advanced(1)
-                continue
-            article_ids.update(row["article_id"] for row in rows.articles)
-            for row in rows.failures:
-                result.failed += 1
-                reporter.failure(row["source_location"], row["reason"])
-            result.analysed += len(rows.articles)
-            pending.extend(rows)
-            reporter.advanced(rows.documents)
+            else:
+                article_ids.update(row["article_id"] for row in rows.articles)
+                for row in rows.failures:
+                    result.failed += 1
+                    reporter.failure(row["source_location"], row["reason"])
+                result.analysed += len(rows.articles)
+                pending.extend(rows)
+                reporter.advanced(rows.documents)
             full = pending.documents >= settings.shard_documents
-            if full or time.monotonic() - pending_since >= settings.shard_seconds:
-                writer.write(pending)
+            if (pending.documents or duplicates) and (
+                full or time.monotonic() - pending_since >= settings.shard_seconds
+            ):
+                writer.write(pending, duplicates)
                 result.shards += 1
-                pending, pending_since = Rows(), time.monotonic()
-        if pending.documents:
-            writer.write(pending)
+                pending, duplicates, pending_since = Rows(), [], time.monotonic()
+        if pending.documents or duplicates:
+            writer.write(pending, duplicates)
             result.shards += 1
         return result
 
@@ -110,6 +117,7 @@ def _run(
     context.target_max_block_size = BLOCK_BYTES
     context.enable_progress_bars = False
     done_ref = ray.put(done)
+    units = read_units(sources)
     read_options = {"allow_private": settings.allow_private, "max_bytes": settings.max_bytes}
     worker_settings = WorkerSettings(
         techniques_model=settings.techniques_model,
@@ -118,7 +126,7 @@ def _run(
     )
     env = {name: str(settings.threads) for name in worker.THREAD_VARIABLES}
     dataset = (
-        ray.data.from_items([{"source": s} for s in sources], override_num_blocks=len(sources))
+        ray.data.from_items(units, override_num_blocks=len(units))
         # Reading is light next to analysing: it must not wait for a CPU the actors hold.
         .flat_map(_read_source, fn_kwargs={"done_ref": done_ref, **read_options}, num_cpus=0)
         .map_batches(
@@ -141,12 +149,27 @@ def _run(
         raise SpinlensError(f"the Ray run failed: {_first_line(error)}") from None
 
 
+def read_units(sources: Sequence[str]) -> list[dict[str, list[str]]]:
+    """What each reading task reads: one file or folder each, and every URL in a single task,
+    so that no two tasks ever fetch from the same host at once (feeds and sitemaps are
+    fetched one request at a time per host)."""
+    urls = [s for s in sources if s.lower().startswith(("http://", "https://"))]
+    units: list[dict[str, list[str]]] = []
+    for source in sources:
+        if source not in urls:
+            units.append({"sources": [source]})
+        elif source == urls[0]:
+            units.append({"sources": urls})  # where the first URL was: the order is kept
+    return units
+
+
 def _read_source(
     row: dict[str, Any], done_ref: Any, allow_private: bool, max_bytes: int
 ) -> Iterator[dict[str, Any]]:
-    """The documents of one source (a Ray task); those already committed pass as skipped."""
+    """The documents of one read unit (a Ray task); those already committed pass as skipped."""
     done: set[str] = _import_ray().get(done_ref)  # shared once through the object store
-    for item in iter_sources([row["source"]], allow_private=allow_private, max_bytes=max_bytes):
+    sources = [str(source) for source in row["sources"]]
+    for item in iter_sources(sources, allow_private=allow_private, max_bytes=max_bytes):
         key = source_key(item)
         skipped = key in done
         kind = "document" if isinstance(item, Document) else "failure"

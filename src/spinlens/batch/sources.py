@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from spinlens.ingest import iter_documents
+from spinlens.ingest.feeds import PoliteFetcher, iter_web_source
 from spinlens.ingest.files import DEFAULT_MAX_BYTES, iter_directory_paths
 from spinlens.model import Document, Failure
 
@@ -14,8 +15,14 @@ from spinlens.model import Document, Failure
 def iter_sources(
     sources: Sequence[str], *, allow_private: bool = False, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> Iterator[Document | Failure]:
-    """Documents and failures one at a time, in the order of ``sources`` (never all at once)."""
-    return iter_documents(sources, allow_private=allow_private, max_bytes=max_bytes)
+    """Documents and failures one at a time, in the order of ``sources`` (never all at once).
+    A URL that is a feed or a sitemap expands into its pages, fetched politely."""
+    fetcher = PoliteFetcher(allow_private=allow_private, max_bytes=max_bytes)
+    for source in sources:
+        if source.lower().startswith(("http://", "https://")):
+            yield from iter_web_source(source, fetcher)
+        else:
+            yield from iter_documents([source], allow_private=allow_private, max_bytes=max_bytes)
 
 
 def count_documents(sources: Sequence[str]) -> int | None:

@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass
 
 from spinlens.batch.tables import Rows, analysis_rows, failure_rows
+from spinlens.config import Settings
+from spinlens.core import Spinlens
 from spinlens.errors import SpinlensError
 from spinlens.model import Analysis, Document, Failure
-from spinlens.pipeline import Pipeline, default_pipeline
 
 # Libraries that size their thread pools from these at import time (numpy's BLAS, OpenMP).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -26,13 +27,13 @@ class WorkerSettings:
     threads: int | None = None  # ONNX Runtime threads per worker; None: the models' default
 
 
-_pipeline: Pipeline | None = None
+_core: Spinlens | None = None
 _load_error: str | None = None
 
 
 def init_worker(settings: WorkerSettings) -> None:
     """Pool initializer: load the models once for every document this process analyses."""
-    global _pipeline, _load_error
+    global _core, _load_error
     _exit_with_parent()
     # Ctrl-C is the parent's to handle (it commits what is done); a worker keeps going.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -40,8 +41,13 @@ def init_worker(settings: WorkerSettings) -> None:
         from spinlens.onnx_session import set_threads
 
         set_threads(settings.threads)
+    overrides: dict[str, object] = {"narratives": settings.narratives}
+    if settings.techniques_model is not None:
+        overrides["techniques_model"] = settings.techniques_model
     try:
-        _pipeline = default_pipeline(settings.techniques_model, narratives=settings.narratives)
+        core = Spinlens(Settings.from_env(**overrides))
+        core.pipeline  # noqa: B018 - loads the models now, once
+        _core = core
     except SpinlensError as error:
         _load_error = str(error)  # reported once by ready(), not as a crash of the pool
 
@@ -65,18 +71,10 @@ def ready() -> str | None:
 
 
 def analyze_document(document: Document) -> Analysis | Failure:
-    """The one call into the analysis (the core object's ``analyze`` once it lands)."""
-    if _pipeline is None:
-        raise RuntimeError(f"worker {os.getpid()} has no pipeline: {_load_error}")
-    try:
-        return _pipeline.analyze(document)
-    except SpinlensError as error:
-        return Failure(location=document.source.location, reason=str(error))
-    except Exception as error:  # noqa: BLE001 - one bad document must not stop the batch
-        return Failure(
-            location=document.source.location,
-            reason=f"internal error ({type(error).__name__}: {error}); please report it",
-        )
+    """The one call into the analysis: the core's, as ``analyze`` makes it."""
+    if _core is None:
+        raise RuntimeError(f"worker {os.getpid()} has no models: {_load_error}")
+    return next(iter(_core.analyze_documents([document])))
 
 
 def analyze_to_rows(document: Document, key: str) -> Rows:
