@@ -9,6 +9,7 @@ the folder.
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -52,3 +53,28 @@ def _materialise() -> Path:
 
 
 FIXTURES = _materialise()
+
+
+def write_claimreview_feed(path: Path, n: int) -> None:
+    """A schema.org DataFeed of ``n`` distinct ClaimReviews, on one line as feeds are served
+    (about 520 bytes a review), written without holding it in memory."""
+    with path.open("w", encoding="utf-8") as f:
+        f.write('{"@context":"https://schema.org","@type":"DataFeed","dataFeedElement":[')
+        for i in range(n):
+            review = {
+                "@type": "ClaimReview",
+                "url": f"https://factcheck.example/reviews/{i}",
+                "claimReviewed": f"Claim number {i} says the moon is made of cheese {i % 97}",
+                "datePublished": "2021-05-04",
+                "author": {"@type": "Organization", "name": "Example Fact Check"},
+                "reviewRating": {"@type": "Rating", "ratingValue": 1, "alternateName": "False"},
+                "itemReviewed": {
+                    "@type": "Claim",
+                    "author": {"@type": "Person", "name": "A Blogger"},
+                    "datePublished": "2021-05-01",
+                    "appearance": [{"url": f"https://blog.example/{i}"}],
+                },
+            }
+            item = {"@type": "DataFeedItem", "item": [review]}
+            f.write(("," if i else "") + json.dumps(item, separators=(",", ":")))
+        f.write("]}")

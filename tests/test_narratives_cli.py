@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,7 +9,7 @@ from typer.testing import CliRunner
 
 from spinlens.narratives.cli import narratives_app
 
-from .narrative_fixtures import FIXTURES
+from .narrative_fixtures import FIXTURES, write_claimreview_feed
 
 runner = CliRunner()
 
@@ -76,3 +79,66 @@ def test_search_needs_exactly_one_kind_of_query(tmp_path: Path) -> None:
     empty.write_text("\n")
     result = runner.invoke(narratives_app, ["search", "--queries", str(empty)])
     assert result.exit_code == 1 and "holds no query" in result.stderr
+
+
+def test_import_names_the_line_of_an_unterminated_quote(tmp_path: Path) -> None:
+    path = tmp_path / "team.csv"
+    path.write_text(
+        'text,verdict\n"The vote was rigged,False\nSanctions made us stronger,Misleading\n'
+    )
+    result = runner.invoke(narratives_app, ["import", str(path), "--no-index"])
+    assert result.exit_code == 0, result.output
+    assert f"{path}:2: skipped: unterminated quote" in result.stderr
+    assert "1 added" in result.stdout and "1 bad rows skipped" in result.stdout
+
+
+def test_remove_drops_a_catalogue_and_its_cached_vectors(tmp_path: Path) -> None:
+    result = runner.invoke(narratives_app, ["import", str(FIXTURES / "team.csv")])
+    assert result.exit_code == 0, result.output
+    cache = tmp_path / "home" / "cache"
+    assert len(list(cache.glob("narratives-*.npy"))) == 2  # the starter families', team's
+    result = runner.invoke(narratives_app, ["remove", "team"])
+    assert result.exit_code == 0, result.output
+    assert "removed catalogue 'team' (2 claims)" in result.stdout
+    assert len(list(cache.glob("narratives-*.npy"))) == 1
+    assert "team" not in runner.invoke(narratives_app, ["list"]).stdout
+    found = runner.invoke(
+        narratives_app, ["search", "hacked voting machines", "--format", "jsonl", "--top", "3"]
+    )
+    assert all(m["catalogue"] != "team" for m in json.loads(found.stdout)["matches"])
+    again = runner.invoke(narratives_app, ["remove", "team"])
+    assert again.exit_code == 1
+    assert again.stderr.strip() == "error: no catalogue named 'team' (there are: none)"
+    shipped = runner.invoke(narratives_app, ["remove", "spinlens-starter"])
+    assert shipped.exit_code == 1 and "shipped" in shipped.stderr
+
+
+def test_a_large_claimreview_feed_imports_in_bounded_memory_with_progress(
+    tmp_path: Path,
+) -> None:
+    """200,000 reviews (a 100 MB feed on one line): before streaming, the import held the
+    whole document and every claim at once (1.06 GB of RSS, 43 s on the 2-core dev box)."""
+    feed = tmp_path / "feed.json"
+    write_claimreview_feed(feed, 200_000)
+    # The import runs as a child of this small script, which reports the child's peak RSS.
+    measure = (
+        "import resource, subprocess, sys\n"
+        "code = subprocess.run(sys.argv[1:]).returncode\n"
+        "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.exit(code)\n"
+    )
+    command = [sys.executable, "-m", "spinlens", "narratives", "import", str(feed)]
+    result = subprocess.run(
+        [sys.executable, "-c", measure, *command, "--no-index", "--max-claims", "250000"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SPINLENS_HOME": str(tmp_path / "home")},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "200000 claims read" in result.stdout and "200000 added" in result.stdout
+    # Progress through the file, in plain lines when stderr is not a terminal.
+    assert "reading feed.json: 50%" in result.stderr
+    assert "reading feed.json: 100%" in result.stderr
+    peak_mb = int(result.stdout.split("peak-rss-kb")[1].split()[0]) / 1024
+    assert peak_mb < 250, f"peak RSS {peak_mb:.0f} MB"

@@ -5,7 +5,7 @@ import pytest
 from spinlens.narratives.catalogue import CatalogueError, CatalogueStore
 from spinlens.narratives.importers import detect_format, import_file, read_claims
 
-from .narrative_fixtures import FIXTURES
+from .narrative_fixtures import FIXTURES, write_claimreview_feed
 
 SEMICOLON = FIXTURES / "euvsdisinfo_disproofs.csv"
 COMMA = FIXTURES / "euvsdisinfo_cases.csv"
@@ -143,3 +143,49 @@ def test_real_euvsdisinfo_exports_give_one_claim_per_case(store: CatalogueStore)
     assert 13_000 <= len(claims) <= 13_200
     # Cases of 2015-2017 found in both files carry the case page and the disproof.
     assert sum(1 for c in claims if c.url and c.disproof) > 450
+
+
+def test_a_team_csv_row_with_an_unterminated_quote_is_reported_not_merged(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "team.csv"
+    path.write_text(
+        "text,verdict,url\n"
+        '"The vote was rigged,False,https://team.example/1\n'
+        'Sanctions made the economy stronger",Misleading,\n'
+        "Vaccines contain microchips,False,\n"
+    )
+    claims, bad = read_claims(path, "csv", "team")
+    # The quote opened on line 2 does not swallow line 3: each line is its own row.
+    assert [str(b) for b in bad] == ["line 2: unterminated quote"]
+    assert [c.title.rstrip('"') for c in claims] == [
+        "Sanctions made the economy stronger",
+        "Vaccines contain microchips",
+    ]
+    assert claims[0].disproof == "Misleading"
+
+
+def test_an_import_stops_adding_at_the_claims_limit_and_says_so(
+    tmp_path: Path, store: CatalogueStore
+) -> None:
+    feed = tmp_path / "feed.json"
+    write_claimreview_feed(feed, 30)
+    report = import_file(store, feed, max_claims=20)
+    assert report.read == 30 and report.added == 20 and report.over_limit == 10
+    assert store.counts() == {"claimreview": 20}
+    # Claims already in the catalogue still merge; new ones still do not fit.
+    report = import_file(store, feed, max_claims=20)
+    assert report.unchanged == 20 and report.added == 0 and report.over_limit == 10
+
+
+def test_import_reports_its_progress_through_the_file(
+    tmp_path: Path, store: CatalogueStore
+) -> None:
+    feed = tmp_path / "feed.json"
+    write_claimreview_feed(feed, 3000)
+    seen: list[tuple[int, int]] = []
+    import_file(store, feed, progress=lambda done, total: seen.append((done, total)))
+    size = feed.stat().st_size
+    assert len(seen) > 2 and all(total == size for _, total in seen)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert seen[-1] == (size, size)

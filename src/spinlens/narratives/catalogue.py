@@ -20,17 +20,27 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
 from spinlens.config import home
 from spinlens.errors import SpinlensError
+from spinlens.narratives.vector_cache import (
+    VectorCache,
+    catalogue_slot,
+    default_cache_dir,
+    store_slot,
+)
 
 SCHEMA_VERSION = 1
 STARTER_CATALOGUE = "spinlens-starter"
 _LIST_FIELDS = ("countries", "keywords", "languages", "outlets")
 _TEXT_FIELDS = ("title", "summary", "disproof", "date", "url", "source", "family")
+# Claims merged and written per step of an import: whatever the file's size, an import holds
+# about this many claims in memory (a few MB), not the whole file.
+UPSERT_CHUNK = 2000
 
 
 class CatalogueError(SpinlensError):
@@ -134,6 +144,7 @@ class UpsertResult:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    over_limit: int = 0  # new claims left out: their catalogue held its limit of claims
 
 
 _SCHEMA = """
@@ -203,86 +214,55 @@ class CatalogueStore:
     def claims(self, catalogue: str | None = None) -> list[Claim]:
         return list(self._iter_claims(catalogue))
 
-    def upsert(self, claims: Iterable[Claim]) -> UpsertResult:
+    def upsert(self, claims: Iterable[Claim], limit: int | None = None) -> UpsertResult:
         """Add claims, merging each into the claim it duplicates; never drops stored content.
 
         Two claims of one catalogue are the same when their ids are equal, or when their
         normalised titles and dates are equal and at most one of them has a case page (``url``).
         Merged, a claim keeps its stored fields, gains the ones it lacked and the union of its
-        lists.
+        lists. ``limit``: the most claims a catalogue may hold; a claim that would add one more
+        is left out and counted (``over_limit``), while claims that merge go on merging.
+
+        ``claims`` is read UPSERT_CHUNK at a time, each chunk merged and written before the
+        next is read, so an import of any size holds little in memory; one transaction holds
+        the whole import (all of it or none, an error of the reader included).
         """
-        by_id: dict[str, Claim] = {}
-        by_key: dict[tuple[str, str], list[str]] = {}
-        stored: set[str] = set()  # ids that were in the store before this import
-        changed: set[str] = set()
-        removed: set[str] = set()
-        absorbed: dict[tuple[str, str], list[Claim]] = {}
-        unchanged = 0
+        run = _Upsert(self, limit)
+        try:
+            with self._db:
+                for chunk in _chunks(claims, UPSERT_CHUNK):
+                    run.merge(chunk)
+                if run.wrote:
+                    revision = int(self._meta("revision") or 0) + 1
+                    self._set_meta("revision", str(revision))
+        except sqlite3.Error as exc:
+            raise CatalogueError(f"cannot write catalogue store {self.path}: {exc}") from exc
+        return run.result()
 
-        def remember(found: list[Claim]) -> None:
-            for claim in found:
-                if claim.id not in by_id:
-                    by_id[claim.id] = claim
-                    stored.add(claim.id)
+    def remove(self, catalogue: str) -> int:
+        """Delete every claim of ``catalogue``; how many there were."""
+        try:
+            with self._db:
+                deleted = self._db.execute("DELETE FROM claims WHERE catalogue = ?", (catalogue,))
+                if deleted.rowcount:
+                    revision = int(self._meta("revision") or 0) + 1
+                    self._set_meta("revision", str(revision))
+        except sqlite3.Error as exc:
+            raise CatalogueError(f"cannot write catalogue store {self.path}: {exc}") from exc
+        return max(deleted.rowcount, 0)
 
-        for claim in claims:
-            key = (claim.catalogue, claim.dedup_key())
-            if key not in by_key:
-                found = self._query("catalogue = ? AND dedup_key = ?", key)
-                remember(found)
-                by_key[key] = [c.id for c in found]
-            if claim.id not in by_id:
-                remember(self._query("id = ?", (claim.id,)))
-            siblings = [i for i in by_key[key] if i not in removed]
-            if claim.id in by_id:
-                targets = [claim.id]
-            elif claim.url is None:
-                targets = siblings  # a case without its page: the same as every page of it
-            else:
-                # Cases seen before without their page become this case (and every other page
-                # of it: EUvsDisinfo gives one case in several languages several pages).
-                pageless = [s for s in siblings if by_id[s].url is None]
-                absorbed.setdefault(key, []).extend(by_id[s] for s in pageless)
-                removed.update(pageless)
-                for old in absorbed.get(key, []):
-                    claim = merge(old, claim).model_copy(update={"id": claim.id})
-                targets = []
-            if not targets:
-                by_id[claim.id] = claim
-                by_key[key].append(claim.id)
-                changed.add(claim.id)
-                continue
-            before = len(changed)
-            for target in targets:
-                merged = merge(by_id[target], claim)
-                if merged != by_id[target]:
-                    by_id[target] = merged
-                    changed.add(target)
-            unchanged += len(changed) == before
-        self._write([by_id[i] for i in changed - removed], removed & stored)
-        n_absorbed = len(removed & stored)
-        return UpsertResult(
-            added=len(changed - removed - stored) - n_absorbed,
-            updated=len((changed & stored) - removed) + n_absorbed,
-            unchanged=unchanged,
-        )
+    def _count(self, catalogue: str) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM claims WHERE catalogue = ?", (catalogue,))
+        return int(row.fetchone()[0])
 
     def _write(self, claims: list[Claim], removed: set[str]) -> None:
-        if not claims and not removed:
-            return
-        rows = [_row(c) for c in claims]
+        """Within the caller's transaction."""
         insert = (
             f"INSERT OR REPLACE INTO claims ({', '.join(_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
         )
-        try:
-            with self._db:  # one transaction: all of an import or none of it
-                self._db.executemany("DELETE FROM claims WHERE id = ?", [(i,) for i in removed])
-                self._db.executemany(insert, rows)
-                revision = int(self._meta("revision") or 0) + 1
-                self._set_meta("revision", str(revision))
-        except sqlite3.Error as exc:
-            raise CatalogueError(f"cannot write catalogue store {self.path}: {exc}") from exc
+        self._db.executemany("DELETE FROM claims WHERE id = ?", [(i,) for i in removed])
+        self._db.executemany(insert, [_row(c) for c in claims])
 
     def _query(self, where: str, args: tuple[str, ...]) -> list[Claim]:
         sql = f"SELECT {', '.join(_COLUMNS)} FROM claims WHERE {where}"
@@ -303,6 +283,123 @@ class CatalogueStore:
 
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+class _Upsert:
+    """One import's merging, chunk by chunk: what it added, updated and left out so far."""
+
+    def __init__(self, store: CatalogueStore, limit: int | None) -> None:
+        self.store = store
+        self.limit = limit
+        self.new_ids: set[str] = set()  # claims this import added (and did not merge away)
+        self.updated_ids: set[str] = set()  # claims stored before this import, changed by it
+        self.absorbed_stored = 0  # claims stored before, merged into a case page's claim
+        self.unchanged = 0
+        self.over_limit = 0
+        # Claims without their page merged into a page's claim: merged into the catalogue's
+        # other pages of the case too (EUvsDisinfo gives one case in several languages several
+        # pages), in later chunks as well.
+        self.absorbed: dict[tuple[str, str], list[Claim]] = {}
+        self.sizes: dict[str, int] = {}  # claims per catalogue, as this import leaves them
+        self.wrote = False
+
+    def merge(self, claims: list[Claim]) -> None:
+        store = self.store
+        by_id: dict[str, Claim] = {}
+        by_key: dict[tuple[str, str], list[str]] = {}
+        stored: set[str] = set()  # ids that were in the store before this chunk
+        changed: set[str] = set()
+        removed: set[str] = set()
+
+        def remember(found: list[Claim]) -> None:
+            for claim in found:
+                if claim.id not in by_id:
+                    by_id[claim.id] = claim
+                    stored.add(claim.id)
+
+        for claim in claims:
+            key = (claim.catalogue, claim.dedup_key())
+            if key not in by_key:
+                found = store._query("catalogue = ? AND dedup_key = ?", key)
+                remember(found)
+                by_key[key] = [c.id for c in found]
+            if claim.id not in by_id:
+                remember(store._query("id = ?", (claim.id,)))
+            siblings = [i for i in by_key[key] if i not in removed]
+            grows = True  # whether the claim would add one to its catalogue
+            if claim.id in by_id:
+                targets = [claim.id]
+            elif claim.url is None:
+                targets = siblings  # a case without its page: the same as every page of it
+            else:
+                # Cases seen before without their page become this case (and every other page
+                # of it).
+                pageless = [s for s in siblings if by_id[s].url is None]
+                grows = not pageless
+                if pageless:
+                    self.absorbed.setdefault(key, []).extend(by_id[s] for s in pageless)
+                removed.update(pageless)
+                self._resize(claim.catalogue, -len(pageless))
+                for old in self.absorbed.get(key, []):
+                    claim = merge(old, claim).model_copy(update={"id": claim.id})
+                targets = []
+            if not targets:
+                if grows and self._full(claim.catalogue):
+                    self.over_limit += 1
+                    continue
+                self._resize(claim.catalogue, 1)
+                by_id[claim.id] = claim
+                by_key[key].append(claim.id)
+                changed.add(claim.id)
+                continue
+            before = len(changed)
+            for target in targets:
+                merged = merge(by_id[target], claim)
+                if merged != by_id[target]:
+                    by_id[target] = merged
+                    changed.add(target)
+            self.unchanged += len(changed) == before
+        written = changed - removed
+        deleted = removed & stored
+        if written or deleted:
+            store._write([by_id[i] for i in written], deleted)
+            self.wrote = True
+        for i in deleted:
+            if i in self.new_ids:
+                self.new_ids.discard(i)  # added by an earlier chunk: as if never added
+            else:
+                self.absorbed_stored += 1
+                self.updated_ids.discard(i)
+        for i in written:
+            if i not in stored:
+                self.new_ids.add(i)
+            elif i not in self.new_ids:
+                self.updated_ids.add(i)
+
+    def _full(self, catalogue: str) -> bool:
+        return self.limit is not None and self._size(catalogue) >= self.limit
+
+    def _size(self, catalogue: str) -> int:
+        if catalogue not in self.sizes:
+            self.sizes[catalogue] = self.store._count(catalogue)
+        return self.sizes[catalogue]
+
+    def _resize(self, catalogue: str, change: int) -> None:
+        self.sizes[catalogue] = self._size(catalogue) + change
+
+    def result(self) -> UpsertResult:
+        return UpsertResult(
+            added=len(self.new_ids) - self.absorbed_stored,
+            updated=len(self.updated_ids) + self.absorbed_stored,
+            unchanged=self.unchanged,
+            over_limit=self.over_limit,
+        )
+
+
+def _chunks(items: Iterable[Claim], size: int) -> Iterator[list[Claim]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def merge(old: Claim, new: Claim) -> Claim:
@@ -336,3 +433,30 @@ def _claim(row: tuple[str | None, ...]) -> Claim:
     for name in _LIST_FIELDS:
         data[name] = json.loads(data[name] or "[]")
     return Claim.model_validate(data)
+
+
+def remove_catalogue(
+    name: str, store_path: Path | None = None, cache_dir: Path | None = None
+) -> int:
+    """Delete catalogue ``name`` from the store at ``store_path`` (default: the user's) and its
+    vectors from ``cache_dir`` (default: ``home()/cache``); how many claims it held.
+
+    Matchers built before keep matching it until they are built again (the ``Spinlens`` core
+    rebuilds its own). A name the store does not hold, or the shipped starter catalogue, is a
+    CatalogueError that says what there is.
+    """
+    if name == STARTER_CATALOGUE:
+        raise CatalogueError(f"{STARTER_CATALOGUE} is shipped with spinlens and cannot be removed")
+    path = store_path if store_path is not None else default_store_path()
+    counts: dict[str, int] = {}
+    if path.exists():
+        with CatalogueStore(path) as store:
+            counts = store.counts()
+            if name in counts:
+                store.remove(name)
+    if name not in counts:
+        known = ", ".join(counts) or "none"
+        raise CatalogueError(f"no catalogue named {name!r} (there are: {known})")
+    cache = VectorCache(cache_dir if cache_dir is not None else default_cache_dir())
+    cache.drop(catalogue_slot(store_slot(path), name))
+    return counts[name]

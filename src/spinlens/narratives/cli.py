@@ -1,16 +1,26 @@
-"""``spinlens narratives import|list|search``: manage and query the narrative catalogue."""
+"""``spinlens narratives import|list|remove|search``: manage and query the narrative catalogue."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from spinlens.errors import SpinlensError, UsageError
@@ -18,13 +28,14 @@ from spinlens.narratives.catalogue import (
     STARTER_CATALOGUE,
     CatalogueStore,
     default_store_path,
+    remove_catalogue,
     starter_families,
 )
-from spinlens.narratives.importers import FORMATS, import_file
+from spinlens.narratives.importers import FORMATS, MAX_CLAIMS, import_file
 from spinlens.narratives.matcher import EmbeddingMatcher
 
 narratives_app = typer.Typer(
-    help="Documented disinformation narratives: import catalogues, list and search them.",
+    help="Documented disinformation narratives: import catalogues, list, remove and search them.",
     no_args_is_help=True,
 )
 _out = Console(highlight=False, soft_wrap=True)
@@ -56,29 +67,80 @@ def import_command(
     index: Annotated[
         bool, typer.Option(help="Embed the catalogue now, so the next analysis need not.")
     ] = True,
+    max_claims: Annotated[
+        int,
+        typer.Option(
+            help="The most claims the catalogue may hold; the rest are counted, not added "
+            "(every claim costs memory and time in every analysis).",
+            min=1,
+        ),
+    ] = MAX_CLAIMS,
 ) -> None:
     """Import claims from EUvsDisinfo exports, ClaimReview JSON-LD or a CSV (text, verdict, url)."""
     if format is not None and format not in FORMATS:
         raise _fail(UsageError(f"unknown --format {format!r}: use {'|'.join(FORMATS)}"))
     try:
-        with CatalogueStore(store) as db:
-            report = import_file(db, file, format, catalogue)
+        with CatalogueStore(store) as db, _progress(f"reading {file.name}", "bytes") as tell:
+            report = import_file(db, file, format, catalogue, max_claims=max_claims, progress=tell)
         for bad in report.bad_rows[:_MAX_BAD_ROWS_SHOWN]:
             _err.print(f"{file}:{bad.line}: skipped: {bad.reason}", markup=False)
-        if len(report.bad_rows) > _MAX_BAD_ROWS_SHOWN:
-            _err.print(f"... and {len(report.bad_rows) - _MAX_BAD_ROWS_SHOWN} more bad rows")
+        if report.skipped > _MAX_BAD_ROWS_SHOWN:
+            _err.print(f"... and {report.skipped - _MAX_BAD_ROWS_SHOWN} more bad rows")
         _out.print(
             f"{file}: {report.read} claims read as {report.format} into catalogue "
             f"{report.catalogue!r}: {report.added} added, {report.updated} updated, "
-            f"{report.unchanged} already there, {len(report.bad_rows)} bad rows skipped",
+            f"{report.unchanged} already there, {report.skipped} bad rows skipped",
             markup=False,
         )
+        if report.over_limit:
+            _err.print(
+                f"warning: {report.over_limit} new claims left out: catalogue "
+                f"{report.catalogue!r} holds its limit of {max_claims} claims (--max-claims)",
+                markup=False,
+            )
         if index and (report.added or report.updated):
             started = time.perf_counter()
-            EmbeddingMatcher(store_path=store)
+            with _progress("embedding claims", "texts") as tell:
+                EmbeddingMatcher(store_path=store, progress=tell)
             _out.print(f"catalogue embedded for matching in {time.perf_counter() - started:.0f} s")
     except SpinlensError as error:
         raise _fail(error) from None
+
+
+@narratives_app.command("remove")
+def remove_command(
+    catalogue: Annotated[str, typer.Argument(help="The catalogue to remove (see `list`).")],
+    store: StoreOption = None,
+) -> None:
+    """Remove an imported catalogue: its claims and its cached vectors."""
+    try:
+        removed = remove_catalogue(catalogue, store)
+    except SpinlensError as error:
+        raise _fail(error) from None
+    _out.print(f"removed catalogue {catalogue!r} ({removed} claims)", markup=False)
+
+
+@contextmanager
+def _progress(label: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` callback that shows a progress bar on a terminal, and a line at each
+    tenth of the way elsewhere (logs, pipes), on stderr."""
+    if _err.is_terminal:
+        amount = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
+        columns = (TextColumn(label), BarColumn(), amount, TimeRemainingColumn())
+        with Progress(*columns, console=_err, transient=True) as bar:
+            task = bar.add_task(label, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+        return
+    shown = -1
+
+    def line(done: int, total: int) -> None:
+        nonlocal shown
+        tenth = 10 * done // total if total else 10
+        if tenth > shown:
+            shown = tenth
+            _err.print(f"{label}: {10 * tenth}% ({done} of {total} {unit})", markup=False)
+
+    yield line
 
 
 @narratives_app.command("list")

@@ -12,19 +12,30 @@ Formats:
   ``date`` and ``id`` are read when present.
 
 A bad row is reported with its line number and skipped; the rest of the file is imported.
+A team's CSV holds one claim per line: a quote left open on a line (``"The vote was rigged,
+False``) is reported as that line's ``unterminated quote``, never merged with the lines after
+it (a quoted field cannot span lines there; EUvsDisinfo's summaries can, and do).
+
+Imports stream: files are read row by row (ClaimReview documents with ijson, one ClaimReview
+at a time) and claims are merged into the store a chunk at a time, so memory stays bounded
+whatever the file's size; ``progress`` is told how far through the file reading is. A catalogue
+holds at most ``MAX_CLAIMS`` claims (``max_claims``); the claims beyond are counted, not added.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import ijson
 
 from spinlens.narratives.catalogue import (
     CatalogueError,
@@ -40,6 +51,22 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _DMY_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
 _SEMICOLON_HEADER = ("date", "outlet", "language", "title", "summary", "disproof")
 _COMMA_HEADER = ("date", "id", "title", "countries", "keywords", "languages", "outlets")
+# The most claims one catalogue holds. Every claim's vectors are in memory while articles are
+# matched (1.5 KB per vector, one or two per claim) and every passage is compared with all of
+# them: at 100,000 claims that is about 230 MB and 0.3 s per article on a laptop, on top of the
+# 13,000 EUvsDisinfo cases; a 1.5 M-review ClaimReview dump would need 4.6 GB. A team that needs
+# more raises it with ``--max-claims`` and pays that cost.
+MAX_CLAIMS = 100_000
+# Bad rows kept, with their line and reason, in a report (the others are only counted).
+MAX_BAD_ROWS_KEPT = 1000
+# How much of a ClaimReview file's first line is read to tell JSON Lines (a whole document on
+# the first line) from one document (a feed served on one line can be hundreds of MB).
+_FIRST_LINE_LIMIT = 1 << 20
+# Keys under which JSON-LD nests ClaimReviews (lists, @graph, DataFeed items).
+_CONTAINERS = ("@graph", "dataFeedElement", "item", "mainEntity")
+
+# Told (bytes read, file size) as an import reads its file.
+ImportProgress = Callable[[int, int], None]
 
 
 @dataclass
@@ -60,7 +87,14 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    over_limit: int = 0  # new claims left out: the catalogue held ``max_claims``
+    skipped: int = 0  # bad rows; the first MAX_BAD_ROWS_KEPT are in ``bad_rows``
     bad_rows: list[BadRow] = field(default_factory=list)
+
+    def add_bad_row(self, bad: BadRow) -> None:
+        self.skipped += 1
+        if len(self.bad_rows) < MAX_BAD_ROWS_KEPT:
+            self.bad_rows.append(bad)
 
 
 class _RowError(ValueError):
@@ -68,23 +102,36 @@ class _RowError(ValueError):
 
 
 def import_file(
-    store: CatalogueStore, path: Path, format: str | None = None, catalogue: str | None = None
+    store: CatalogueStore,
+    path: Path,
+    format: str | None = None,
+    catalogue: str | None = None,
+    *,
+    max_claims: int | None = MAX_CLAIMS,
+    progress: ImportProgress | None = None,
 ) -> ImportReport:
-    """Read ``path`` and merge its claims into ``store`` (one transaction)."""
+    """Read ``path`` and merge its claims into ``store`` (one transaction), reading and writing
+    a chunk at a time; ``max_claims``: the most claims the catalogue may hold (None: no limit).
+    """
     fmt = format or detect_format(path)
     name = catalogue or default_catalogue(path, fmt)
-    claims, bad_rows = read_claims(path, fmt, name)
-    result = store.upsert(claims)
-    return ImportReport(
-        path=path,
-        format=fmt,
-        catalogue=name,
-        read=len(claims),
-        added=result.added,
-        updated=result.updated,
-        unchanged=result.unchanged,
-        bad_rows=bad_rows,
-    )
+    report = ImportReport(path=path, format=fmt, catalogue=name)
+
+    def claims() -> Iterator[Claim]:
+        for line, item in iter_rows(path, fmt, name, progress):
+            if isinstance(item, Claim):
+                report.read += 1
+                yield item
+            else:
+                report.add_bad_row(BadRow(line, item))
+        if not report.read and report.bad_rows:
+            # Nothing was written; the transaction ends with this error.
+            raise CatalogueError(f"{path}: no claim could be read ({report.bad_rows[0]})")
+
+    result = store.upsert(claims(), limit=max_claims)
+    report.added, report.updated = result.added, result.updated
+    report.unchanged, report.over_limit = result.unchanged, result.over_limit
+    return report
 
 
 def default_catalogue(path: Path, format: str) -> str:
@@ -94,7 +141,7 @@ def default_catalogue(path: Path, format: str) -> str:
 
 
 def detect_format(path: Path) -> str:
-    text = _read_text(path)
+    text = _read_head(path)
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         return "claimreview"
@@ -110,13 +157,11 @@ def detect_format(path: Path) -> str:
 
 
 def read_claims(path: Path, format: str, catalogue: str) -> tuple[list[Claim], list[BadRow]]:
-    """Every good row of ``path`` as a claim, and the bad rows."""
-    readers = {EUVSDISINFO: _read_euvsdisinfo, "claimreview": _read_claimreview, "csv": _read_csv}
-    if format not in readers:
-        raise CatalogueError(f"unknown catalogue format {format!r}: use {'|'.join(FORMATS)}")
+    """Every good row of ``path`` as a claim, and the bad rows (all in memory: for small files;
+    ``import_file`` streams)."""
     claims: list[Claim] = []
     bad: list[BadRow] = []
-    for line, item in readers[format](path, catalogue):
+    for line, item in iter_rows(path, format, catalogue):
         if isinstance(item, Claim):
             claims.append(item)
         else:
@@ -129,20 +174,86 @@ def read_claims(path: Path, format: str, catalogue: str) -> tuple[list[Claim], l
 _Rows = Iterator[tuple[int, Claim | str]]
 
 
-def _read_text(path: Path) -> str:
+def iter_rows(
+    path: Path, format: str, catalogue: str, progress: ImportProgress | None = None
+) -> _Rows:
+    """(line, claim or why the row is bad) for each row of ``path``, read as it goes."""
+    readers = {EUVSDISINFO: _read_euvsdisinfo, "claimreview": _read_claimreview, "csv": _read_csv}
+    if format not in readers:
+        raise CatalogueError(f"unknown catalogue format {format!r}: use {'|'.join(FORMATS)}")
+    with _open(path) as binary:
+        reading = _Reading(binary, path.stat().st_size, progress)
+        for row in readers[format](path, binary, catalogue, reading):
+            yield row
+            reading.update()
+        reading.finish()
+
+
+class _Reading:
+    """Tells ``progress`` how far through ``binary`` reading is, about every 1% of the file."""
+
+    def __init__(self, binary: IO[bytes], size: int, progress: ImportProgress | None) -> None:
+        self.binary = binary
+        self.size = size
+        self.progress = progress
+        self.step = max(size // 100, 1)
+        self.told = 0
+        if progress is not None:
+            progress(0, size)
+
+    def update(self) -> None:
+        if self.progress is None:
+            return
+        position = min(self.binary.tell(), self.size)
+        if position - self.told >= self.step:
+            self.told = position
+            self.progress(position, self.size)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(self.size, self.size)
+
+
+def _open(path: Path) -> IO[bytes]:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return path.open("rb")
     except FileNotFoundError as exc:
         raise CatalogueError(f"no such file: {path}") from exc
-    except UnicodeDecodeError as exc:
-        raise CatalogueError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     except OSError as exc:
         raise CatalogueError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+def _read_head(path: Path, size: int = 1 << 16) -> str:
+    """The start of ``path`` as text (to tell its format and read its header)."""
+    with _open(path) as f:
+        head = f.read(size)
+    try:
+        return codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise CatalogueError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
+
+
+def _lines(path: Path, binary: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """The lines of ``binary`` as text, each with its number (from 1) and its line end (any of
+    \\n, \\r\\n, \\r, as the csv module wants them)."""
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    number = 0
+    try:
+        for number, line in enumerate(text, start=1):
+            yield number, line
+    except UnicodeDecodeError as exc:
+        raise CatalogueError(f"{path} is not UTF-8 text (line {number + 1})") from exc
+    finally:
+        text.detach()  # the caller closes the file
+
+
+# A CSV record: its fields, or why its line cannot be read.
+_Records = Iterator[tuple[int, list[str] | str]]
+
+
+def _records(path: Path, binary: IO[bytes], delimiter: str) -> _Records:
     """CSV records with the line each starts on (a quoted field may span lines)."""
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
+    reader = csv.reader((line for _, line in _lines(path, binary)), delimiter=delimiter)
     start = 1
     try:
         for row in reader:
@@ -153,17 +264,17 @@ def _records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
 
 
 def _header(path: Path, delimiter: str) -> list[str]:
-    first = _read_text(path).split("\n", 1)[0]
+    first = _read_head(path).split("\n", 1)[0]
     return [h.strip().strip('"').casefold() for h in first.split(delimiter)]
 
 
-def _read_euvsdisinfo(path: Path, catalogue: str) -> _Rows:
+def _read_euvsdisinfo(path: Path, binary: IO[bytes], catalogue: str, _: _Reading) -> _Rows:
     semicolon = _header(path, ";")
     comma = _header(path, ",")
     if all(h in semicolon for h in _SEMICOLON_HEADER):
-        yield from _rows(path, ";", catalogue, _semicolon_claim)
+        yield from _rows(_records(path, binary, ";"), catalogue, _semicolon_claim)
     elif all(h in comma for h in _COMMA_HEADER):
-        yield from _rows(path, ",", catalogue, _comma_claim)
+        yield from _rows(_records(path, binary, ","), catalogue, _comma_claim)
     else:
         raise CatalogueError(
             f"{path}: not an EUvsDisinfo export (expected the header "
@@ -171,11 +282,13 @@ def _read_euvsdisinfo(path: Path, catalogue: str) -> _Rows:
         )
 
 
-def _rows(path: Path, delimiter: str, catalogue: str, make: Any) -> _Rows:
-    records = _records(path, delimiter)
+def _rows(records: _Records, catalogue: str, make: Any) -> _Rows:
     _, header = next(records, (1, []))
-    names = [h.strip().casefold() for h in header]
+    names = [h.strip().casefold() for h in header] if isinstance(header, list) else []
     for line, row in records:
+        if isinstance(row, str):
+            yield line, row
+            continue
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(names):
@@ -225,14 +338,27 @@ def _comma_claim(row: dict[str, str], catalogue: str) -> Claim:
     )
 
 
-def _read_csv(path: Path, catalogue: str) -> _Rows:
-    first = _read_text(path).split("\n", 1)[0]
+def _read_csv(path: Path, binary: IO[bytes], catalogue: str, _: _Reading) -> _Rows:
+    first = _read_head(path).split("\n", 1)[0]
     delimiter = max(",;\t", key=first.count)
     if "text" not in _header(path, delimiter):
         raise CatalogueError(
             f"{path}: the header must name a 'text' column (and may name verdict, url, date, id)"
         )
-    yield from _rows(path, delimiter, catalogue, _team_claim)
+    yield from _rows(_team_records(path, binary, delimiter), catalogue, _team_claim)
+
+
+def _team_records(path: Path, binary: IO[bytes], delimiter: str) -> _Records:
+    """One record per line: a quote a line leaves open is that line's error, and the next line
+    is a record of its own (a csv.reader would read on until some later quote closes it)."""
+    for number, line in _lines(path, binary):
+        try:
+            rows = list(csv.reader([line], delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            unterminated = "unexpected end of data" in str(exc)
+            yield number, "unterminated quote" if unterminated else f"bad quoting: {exc}"
+            continue
+        yield number, rows[0] if rows else []
 
 
 def _team_claim(row: dict[str, str], catalogue: str) -> Claim:
@@ -252,22 +378,18 @@ def _team_claim(row: dict[str, str], catalogue: str) -> Claim:
     )
 
 
-def _read_claimreview(path: Path, catalogue: str) -> _Rows:
-    text = _read_text(path)
-    try:
-        documents = [(1, json.loads(text))]
-    except json.JSONDecodeError:
-        # JSON Lines: one document per line, so a bad line can be skipped on its own.
-        documents = []
-        for number, raw in enumerate(text.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                documents.append((number, json.loads(raw)))
-            except json.JSONDecodeError as exc:
-                yield number, f"not JSON: {exc.msg}"
+def _read_claimreview(path: Path, binary: IO[bytes], catalogue: str, _: _Reading) -> _Rows:
+    if _starts_json_lines(binary):
+        documents = _json_lines(path, binary)
+    else:
+        documents = _json_document(path, binary)
     found = 0
+    read_any = False
     for line, document in documents:
+        if isinstance(document, _NotJson):
+            yield line, f"not JSON: {document.reason}"
+            continue
+        read_any = True
         for review in _claim_reviews(document):
             found += 1
             try:
@@ -275,8 +397,135 @@ def _read_claimreview(path: Path, catalogue: str) -> _Rows:
             except _RowError as exc:
                 # Line numbers say little inside one JSON document: count the reviews too.
                 yield line, f"ClaimReview #{found}: {exc}"
-    if documents and not found:
+    if read_any and not found:
         raise CatalogueError(f"{path}: no schema.org ClaimReview object found")
+
+
+@dataclass
+class _NotJson:
+    reason: str
+
+
+def _starts_json_lines(binary: IO[bytes]) -> bool:
+    """Whether the file's first line is a JSON value of its own (JSON Lines), reading at most
+    _FIRST_LINE_LIMIT of it; the file is read again from its start either way."""
+    first = b""
+    while not first.strip():
+        first = binary.readline(_FIRST_LINE_LIMIT)
+        if not first or not first.endswith(b"\n"):
+            break
+    binary.seek(0)
+    if not first.endswith(b"\n"):  # longer than the limit, or the whole file: one document
+        return False
+    try:
+        json.loads(first.decode("utf-8-sig"))
+    except ValueError:
+        return False
+    return True
+
+
+def _json_lines(path: Path, binary: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    """One document per line, so a bad line can be skipped on its own."""
+    for number, raw in _lines(path, binary):
+        if not raw.strip():
+            continue
+        try:
+            yield number, json.loads(raw)
+        except json.JSONDecodeError as exc:
+            yield number, _NotJson(exc.msg)
+
+
+def _json_document(path: Path, binary: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    """The file as one JSON document, in pieces small enough to hold: each element of a
+    top-level list, or each element of a top-level object's @graph, dataFeedElement, item or
+    mainEntity lists, then the rest of that object. A first pass reads the document's shape
+    (and that it is valid JSON: a broken document imports nothing); then ijson builds the
+    pieces (in C). A file that is not one JSON document is read as JSON Lines instead: the
+    first line of JSON Lines may be the broken one."""
+    start = len(codecs.BOM_UTF8) if binary.read(3) == codecs.BOM_UTF8 else 0
+    binary.seek(start)
+    try:
+        shape = _shape(iter(ijson.basic_parse(binary, use_float=True)))
+    except ijson.JSONError:
+        binary.seek(0)
+        yield from _json_lines(path, binary)
+        return
+    for prefix in shape.lists:
+        binary.seek(start)
+        for piece in ijson.items(binary, prefix, use_float=True):
+            yield 1, piece
+    if shape.rest is not None:
+        yield 1, shape.rest
+
+
+@dataclass
+class _Shape:
+    lists: list[str]  # ijson prefixes of the elements to read one at a time
+    rest: Any  # the top-level value less those lists
+
+
+def _shape(events: Iterator[tuple[str, Any]]) -> _Shape:
+    """Where a document keeps its long lists, and everything else it holds."""
+    event, value = next(events)
+    shape = _Shape([], None)
+    if event == "start_array":
+        shape.lists.append("item")
+        _skip(events)
+    elif event == "start_map":
+        rest: dict[str, Any] = {}
+        for key, (event, value) in _members(events):
+            if key in _CONTAINERS and event == "start_array" and not _is_review(rest):
+                shape.lists.append(f"{key}.item")
+                _skip(events)
+            else:
+                rest[key] = _build(events, event, value)
+        shape.rest = rest
+    else:
+        shape.rest = value
+    for _ in events:  # content after the document is an error
+        pass
+    return shape
+
+
+def _skip(events: Iterator[tuple[str, Any]]) -> None:
+    """Read past the list or object just started."""
+    depth = 1
+    for event, _ in events:
+        if event == "start_map" or event == "start_array":
+            depth += 1
+        elif event == "end_map" or event == "end_array":
+            depth -= 1
+            if not depth:
+                return
+
+
+def _members(events: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, tuple[str, Any]]]:
+    """(key, first event of its value) for each member of the object just started; the caller
+    reads the rest of each value before asking for the next key."""
+    for event, value in events:
+        if event == "end_map":
+            return
+        yield value, next(events)
+
+
+def _build(events: Iterator[tuple[str, Any]], event: str, value: Any) -> Any:
+    """The value whose first event is (``event``, ``value``), read to its end."""
+    builder = ijson.ObjectBuilder()
+    builder.event(event, value)
+    depth = 1 if event in ("start_map", "start_array") else 0
+    while depth:
+        event, value = next(events)
+        builder.event(event, value)
+        if event in ("start_map", "start_array"):
+            depth += 1
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+    return builder.value
+
+
+def _is_review(node: dict[str, Any]) -> bool:
+    kind = node.get("@type")
+    return "ClaimReview" in (kind if isinstance(kind, list) else [kind])
 
 
 def _claim_reviews(node: Any) -> Iterator[dict[str, Any]]:
@@ -285,9 +534,7 @@ def _claim_reviews(node: Any) -> Iterator[dict[str, Any]]:
         for item in node:
             yield from _claim_reviews(item)
     elif isinstance(node, dict):
-        kind = node.get("@type")
-        kinds = kind if isinstance(kind, list) else [kind]
-        if "ClaimReview" in kinds:
+        if _is_review(node):
             yield node
             return
         for key in ("@graph", "dataFeedElement", "item", "mainEntity"):
