@@ -36,6 +36,7 @@ def offline_fetch(url: str, **_options: object) -> Document:
 _HOME = Path(tempfile.mkdtemp(prefix="spinlens-schemathesis-"))
 _SETTINGS = Settings(
     api_token=TOKEN,
+    home=_HOME,  # catalogues too: generated DELETEs never reach the user's own
     database_url=f"sqlite:///{_HOME / 'store.db'}",
     # Generous limits: the generator sends many requests from one client in seconds.
     requests_per_minute=100_000,

@@ -41,7 +41,8 @@ from spinlens.errors import IngestError, SpinlensError, UsageError
 from spinlens.ingest import document_of, fetch_url, iter_documents
 from spinlens.ingest.submission import SubmissionKind
 from spinlens.model import Document, Failure, NarrativeMatch
-from spinlens.narratives import CatalogueStore, EmbeddingMatcher
+from spinlens.narratives import CatalogueStore, EmbeddingMatcher, starter_families
+from spinlens.narratives.catalogue import STARTER_CATALOGUE, remove_catalogue
 from spinlens.narratives.importers import ImportReport, import_file
 from spinlens.pipeline import NarrativeMatcher, Pipeline
 from spinlens.report import render
@@ -114,7 +115,8 @@ class Spinlens:
     ``Spinlens(**settings)`` takes any :class:`~spinlens.config.Settings` field as a keyword
     (flags > ``SPINLENS_*`` variables > defaults); ``Spinlens(settings)`` takes them whole.
     ``pipeline``, ``store`` and ``fetch`` replace what would be built from the settings (tests,
-    benchmarks, a server that loads them before binding its port).
+    benchmarks, a server that loads them before binding its port); ``catalogue_path`` is
+    another catalogue store than the settings' (``spinlens narratives ... --store``).
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class Spinlens:
         pipeline: Pipeline | None = None,
         store: Store | None = None,
         fetch: Callable[..., Document] = fetch_url,
+        catalogue_path: Path | None = None,
         **overrides: Any,
     ) -> None:
         if settings is None:
@@ -132,6 +135,7 @@ class Spinlens:
         elif overrides:
             settings = settings.replace(**overrides)
         self.settings = settings
+        self.catalogue_path = catalogue_path or settings.catalogue_path
         self._fetch = fetch
         self._store = store
         self._owns_store = store is None
@@ -203,7 +207,7 @@ class Spinlens:
 
     def _new_matcher(self) -> EmbeddingMatcher:
         return EmbeddingMatcher(
-            store_path=self.settings.catalogue_path,
+            store_path=self.catalogue_path,
             catalogues=self.settings.catalogues,
             cache_dir=self.settings.cache_dir,
         )
@@ -365,7 +369,7 @@ class Spinlens:
         if isinstance(source, bytes):
             report = self._import_bytes(source, name or "catalogue.csv", format, catalogue)
         else:
-            with CatalogueStore(self.settings.catalogue_path) as catalogues:
+            with CatalogueStore(self.catalogue_path) as catalogues:
                 report = import_file(catalogues, Path(source), format, catalogue)
         if report.added or report.updated:
             self._reload_catalogues()
@@ -379,11 +383,32 @@ class Spinlens:
             path = Path(folder) / name
             path.write_bytes(data)
             try:
-                with CatalogueStore(self.settings.catalogue_path) as catalogues:
+                with CatalogueStore(self.catalogue_path) as catalogues:
                     return import_file(catalogues, path, format, catalogue)
             except SpinlensError as error:
                 # Name the file as the user did, not our temporary copy.
                 raise type(error)(str(error).replace(str(path), name)) from None
+
+    def catalogues(self) -> dict[str, int]:
+        """The catalogues matched against, with their sizes: the shipped starter catalogue
+        (:data:`STARTER_CATALOGUE`, its narrative families) first, then each imported one
+        (its claims), by name."""
+        imported: dict[str, int] = {}
+        if self.catalogue_path.exists():  # reading never creates a store
+            with CatalogueStore(self.catalogue_path) as catalogues:
+                imported = catalogues.counts()
+        return {STARTER_CATALOGUE: len(starter_families()), **imported}
+
+    def remove_catalogue(self, name: str) -> int:
+        """Remove an imported catalogue (its claims and cached vectors); how many claims it
+        held. Analyses and searches from now on no longer match it. An unknown name raises
+        :class:`~spinlens.narratives.catalogue.UnknownCatalogue`; the shipped starter catalogue
+        cannot be removed (:class:`~spinlens.narratives.catalogue.ShippedCatalogue`: leave it
+        out of matching with the ``catalogues`` setting instead)."""
+        with self._lock:
+            removed = remove_catalogue(name, self.catalogue_path, self.settings.cache_dir)
+            self._reload_catalogues()
+        return removed
 
     def _reload_catalogues(self) -> None:
         """Matchers and the search read the catalogue store again, keeping their settings (the

@@ -47,6 +47,14 @@ class CatalogueError(SpinlensError):
     """A catalogue file or store cannot be read or written."""
 
 
+class UnknownCatalogue(CatalogueError):
+    """No catalogue of that name is in the store."""
+
+
+class ShippedCatalogue(CatalogueError):
+    """The starter catalogue ships with spinlens: it is package data, not in the store."""
+
+
 class Claim(BaseModel):
     """One documented claim: what was said, where, and the debunk when one is known."""
 
@@ -442,11 +450,16 @@ def remove_catalogue(
     vectors from ``cache_dir`` (default: ``home()/cache``); how many claims it held.
 
     Matchers built before keep matching it until they are built again (the ``Spinlens`` core
-    rebuilds its own). A name the store does not hold, or the shipped starter catalogue, is a
-    CatalogueError that says what there is.
+    rebuilds its own). A name the store does not hold is an UnknownCatalogue that says what
+    there is; the shipped starter catalogue is a ShippedCatalogue (both CatalogueErrors).
     """
     if name == STARTER_CATALOGUE:
-        raise CatalogueError(f"{STARTER_CATALOGUE} is shipped with spinlens and cannot be removed")
+        # Its families are package data (the matcher groups imported claims under them), not
+        # rows of the store; leaving it out of matching is the catalogues setting's job.
+        raise ShippedCatalogue(
+            f"{STARTER_CATALOGUE} is shipped with spinlens and cannot be removed; to match "
+            "without it, set the catalogues setting to the catalogues to match"
+        )
     path = store_path if store_path is not None else default_store_path()
     counts: dict[str, int] = {}
     if path.exists():
@@ -456,7 +469,7 @@ def remove_catalogue(
                 store.remove(name)
     if name not in counts:
         known = ", ".join(counts) or "none"
-        raise CatalogueError(f"no catalogue named {name!r} (there are: {known})")
+        raise UnknownCatalogue(f"no catalogue named {name!r} (there are: {known})")
     cache = VectorCache(cache_dir if cache_dir is not None else default_cache_dir())
     cache.drop(catalogue_slot(store_slot(path), name))
     return counts[name]

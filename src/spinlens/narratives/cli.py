@@ -23,12 +23,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from spinlens.core import Spinlens
 from spinlens.errors import SpinlensError, UsageError
 from spinlens.narratives.catalogue import (
     STARTER_CATALOGUE,
     CatalogueStore,
     default_store_path,
-    remove_catalogue,
     starter_families,
 )
 from spinlens.narratives.importers import FORMATS, MAX_CLAIMS, import_file
@@ -114,7 +114,7 @@ def remove_command(
 ) -> None:
     """Remove an imported catalogue: its claims and its cached vectors."""
     try:
-        removed = remove_catalogue(catalogue, store)
+        removed = Spinlens(narratives=False, catalogue_path=store).remove_catalogue(catalogue)
     except SpinlensError as error:
         raise _fail(error) from None
     _out.print(f"removed catalogue {catalogue!r} ({removed} claims)", markup=False)

@@ -8,7 +8,7 @@ import re
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -17,6 +17,7 @@ from pydantic.json_schema import SkipJsonSchema
 from spinlens.config import Sensitivity
 from spinlens.core import Submission
 from spinlens.model import Analysis, NarrativeMatch
+from spinlens.narratives.catalogue import STARTER_CATALOGUE, ShippedCatalogue, UnknownCatalogue
 from spinlens.server import security
 from spinlens.server.service import API_PREFIX, ApiError, service_of
 from spinlens.store import HistoryPage, HistoryQuery, StoreError, parse_when
@@ -45,18 +46,25 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def _errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers; ``described`` replaces a status' description by name
+    (``not_found="No such catalogue."``)."""
     descriptions = {
         400: "Malformed request.",
         401: "Missing or wrong API token.",
         403: "Cross-site request refused.",
         404: "No such analysis.",
+        409: "The request conflicts with what the server holds.",
         413: "Request body over the size limit.",
         422: "Invalid request, or input that holds no readable article.",
         429: "Rate limit reached; see Retry-After.",
         503: "The server is busy or its store is unavailable; see Retry-After.",
     }
-    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}
+    names = {404: "not_found", 409: "conflict"}
+    return {
+        s: {"model": ErrorBody, "description": described.get(names.get(s, ""), descriptions[s])}
+        for s in statuses
+    }
 
 
 _bearer = HTTPBearer(auto_error=False, description="The server's SPINLENS_API_TOKEN.")
@@ -338,6 +346,75 @@ async def import_narratives(
         bad_rows=len(report.bad_rows),
         problems=[str(bad) for bad in report.bad_rows[:20]],
     )
+
+
+class CatalogueInfo(BaseModel):
+    """One catalogue of documented claims that analyses are matched against."""
+
+    name: str
+    entries: int = Field(
+        description="Claims it holds (for the shipped catalogue: its narrative families)."
+    )
+    shipped: bool = Field(
+        description="Shipped with spinlens (the starter catalogue): it cannot be removed."
+    )
+
+
+class CatalogueList(BaseModel):
+    catalogues: list[CatalogueInfo] = Field(description="The shipped catalogue first.")
+
+
+class CatalogueRemoved(BaseModel):
+    """What removing a catalogue did."""
+
+    catalogue: str
+    removed: int = Field(description="Claims removed with it.")
+
+
+def catalogue_list(counts: dict[str, int]) -> list[CatalogueInfo]:
+    return [
+        CatalogueInfo(name=n, entries=c, shipped=n == STARTER_CATALOGUE) for n, c in counts.items()
+    ]
+
+
+@narratives_router.get(
+    "/catalogues",
+    response_model=CatalogueList,
+    responses=_errors(503),
+    summary="The catalogues of claims that analyses are matched against",
+)
+async def list_catalogues(request: Request) -> Any:
+    service = service_of(request)
+    counts = await asyncio.to_thread(service.spinlens.catalogues)
+    return CatalogueList(catalogues=catalogue_list(counts))
+
+
+@narratives_router.delete(
+    "/catalogues/{name}",
+    response_model=CatalogueRemoved,
+    responses=_errors(
+        403,
+        404,
+        409,
+        422,
+        503,
+        not_found="No such catalogue.",
+        conflict="The shipped starter catalogue cannot be removed.",
+    ),
+    summary="Remove an imported catalogue: its claims no longer match",
+)
+async def remove_catalogue(
+    request: Request,
+    name: Annotated[str, Path(min_length=1, max_length=200, description="The catalogue's name.")],
+) -> Any:
+    service = service_of(request)
+    try:
+        removed = await service.run(service.spinlens.remove_catalogue, name)
+    except UnknownCatalogue as error:
+        raise ApiError(404, "not_found", str(error)) from None
+    except ShippedCatalogue as error:
+        raise ApiError(409, "shipped_catalogue", str(error)) from None
+    return CatalogueRemoved(catalogue=name, removed=removed)
 
 
 def upload_name(name: str | None, default: str) -> str:

@@ -25,10 +25,11 @@ from spinlens.config import Sensitivity
 from spinlens.core import Submission
 from spinlens.errors import SpinlensError
 from spinlens.model import Analysis
+from spinlens.narratives.catalogue import ShippedCatalogue, UnknownCatalogue
 from spinlens.report import render
 from spinlens.report.spans import technique, technique_counts
 from spinlens.server import security
-from spinlens.server.api import history_query, upload_name
+from spinlens.server.api import catalogue_list, history_query, upload_name
 from spinlens.server.service import ApiError, Service, service_of
 from spinlens.store import HistoryItem, HistoryPage
 from spinlens.techniques.detectors import TIERS
@@ -345,6 +346,46 @@ def _row(item: HistoryItem) -> _Row:
 
 def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@router.get("/catalogues", response_class=HTMLResponse)
+async def catalogues(request: Request, removed: str = "", claims: int = 0) -> Response:
+    _require_login(request)
+    notice = f"Removed catalogue {removed} ({claims} claims)." if removed else None
+    return await _catalogues_page(request, notice=notice)
+
+
+@router.post("/catalogues/remove")
+async def remove_catalogue(request: Request) -> Response:
+    """The page's remove button (a form: same-origin only, like every POST; no script)."""
+    _require_login(request)
+    service = service_of(request)
+    form = await request.form(max_files=0, max_fields=1)
+    name = form.get("name")
+    if not isinstance(name, str) or not name:
+        return await _catalogues_page(request, 422, error="no catalogue named in the form")
+    try:
+        removed = await service.run(service.spinlens.remove_catalogue, name)
+    except SpinlensError as error:
+        status = 404 if isinstance(error, UnknownCatalogue) else 422
+        status = 409 if isinstance(error, ShippedCatalogue) else status
+        return await _catalogues_page(request, status, error=str(error))
+    query = urlencode({"removed": name, "claims": removed})
+    return RedirectResponse(f"/catalogues?{query}", status_code=303)
+
+
+async def _catalogues_page(
+    request: Request, status: int = 200, *, notice: str | None = None, error: str | None = None
+) -> HTMLResponse:
+    counts = await asyncio.to_thread(service_of(request).spinlens.catalogues)
+    return page(
+        request,
+        "catalogues.html.j2",
+        status,
+        catalogues=catalogue_list(counts),
+        notice=notice,
+        error=error,
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
