@@ -237,3 +237,58 @@ def test_registry_and_report_legend_show_validation_f1() -> None:
     # The report shows what the analysis recorded, never what the model files say now.
     unrecorded = render_html(analysis.model_copy(update={"model_scores": ModelScores()}))
     assert "validation F1" not in unrecorded
+
+
+def _with_sentence_head(tmp_path: Path, bias: dict[str, float], **meta: object) -> Path:
+    """A copy of minilm-ptc whose sentence head ignores the text: each technique's sentence
+    probability is sigmoid(its bias)."""
+    folder = tmp_path / "with-sentence-head"
+    folder.mkdir()
+    for item in MODEL.iterdir():
+        (folder / item.name).symlink_to(item)
+    (folder / "heads.npz").unlink()
+    with np.load(MODEL / "heads.npz") as arrays:
+        heads = dict(arrays)
+    hidden = json.loads((MODEL / "model.json").read_text(encoding="utf-8"))["hidden_size"]
+    heads["sentence_weights"] = np.zeros((hidden, len(NAMES)), np.float32)
+    heads["sentence_bias"] = np.array([bias.get(t, -10.0) for t in NAMES], np.float32)
+    np.savez(folder / "heads.npz", **heads)
+    if meta:
+        (folder / "model.json").unlink()
+        record = json.loads((MODEL / "model.json").read_text(encoding="utf-8"))
+        (folder / "model.json").write_text(json.dumps({**record, **meta}), encoding="utf-8")
+    return folder
+
+
+@needs_model
+def test_a_sentence_head_lifts_its_techniques_to_whole_sentences(
+    tmp_path: Path, detector: TransformerDetector
+) -> None:
+    doc = Doc(ptc.to_article(TEXT))
+    plain = detector.encode_docs([doc])[0].word_probs
+    causal, loaded = NAMES.index("Causal_Oversimplification"), NAMES.index("Loaded_Language")
+    lifted_model = TransformerDetector(
+        _with_sentence_head(tmp_path, {"Causal_Oversimplification": 5.0, "Loaded_Language": 5.0})
+    )
+    lifted = lifted_model.encode_docs([doc])[0].word_probs
+    # Every word of every sentence reaches the sentence's probability for a sentence technique,
+    # and no word goes down.
+    assert lifted[:, causal].min() >= 0.99
+    assert np.all(lifted >= plain - 1e-6)
+    # Loaded language is a word-level technique: the sentence head leaves it alone.
+    assert np.allclose(lifted[:, loaded], plain[:, loaded])
+    # The findings show it: causal oversimplification covering whole sentences.
+    spans = [f for f in lifted_model.detect(ptc.to_article(TEXT)) if f.technique == NAMES[causal]]
+    assert any(len(f.text.split()) >= 8 for f in spans)
+
+
+@needs_model
+def test_model_json_can_turn_the_sentence_head_off(
+    tmp_path: Path, detector: TransformerDetector
+) -> None:
+    doc = Doc(ptc.to_article(TEXT))
+    folder = _with_sentence_head(
+        tmp_path, {"Causal_Oversimplification": 5.0}, sentence_techniques=[]
+    )
+    off = TransformerDetector(folder).encode_docs([doc])[0].word_probs
+    assert np.allclose(off, detector.encode_docs([doc])[0].word_probs)

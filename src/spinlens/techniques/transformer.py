@@ -70,6 +70,17 @@ THRESHOLDS_ENV = "SPINLENS_TECHNIQUE_THRESHOLDS"
 THREADS = 2
 BATCH = 16
 CONTEXT = 24  # pieces either side of a span that make its context vector
+# Techniques that usually span a clause or a whole sentence: for these, a model with a sentence
+# head (trained on sentences that a technique covers at least half of) lifts each word of a
+# sentence to the sentence's probability when that is higher, so the decodings chosen on
+# validation can report the sentence where token evidence alone stays weak.
+SENTENCE_TECHNIQUES = (
+    "Appeal_to_Authority",
+    "Black-and-White_Fallacy",
+    "Causal_Oversimplification",
+    "Thought-terminating_Cliches",
+    "Whataboutism,Straw_Men,Red_Herring",
+)
 
 
 class ModelFileError(SpinlensError):
@@ -243,6 +254,15 @@ class TransformerDetector(TokenTagger[Encoded]):
                     if "passage_weights" in arrays
                     else None
                 )
+                # The sentence head (per sentence: mean hidden state -> technique logits).
+                self.sentence_head: tuple[NDArray[np.float32], NDArray[np.float32]] | None = (
+                    (
+                        arrays["sentence_weights"].astype(np.float32),
+                        arrays["sentence_bias"].astype(np.float32),
+                    )
+                    if "sentence_weights" in arrays
+                    else None
+                )
             self._tokenizer = Tokenizer.from_file(str(paths[3]))
             if session is None:
                 session = cpu_session(paths[0], threads)
@@ -274,6 +294,14 @@ class TransformerDetector(TokenTagger[Encoded]):
             self.calibration: dict[str, tuple[float, float]] = {
                 head: (float(a), float(b)) for head, (a, b) in meta.get("calibration", {}).items()
             }
+            # Which technique columns the sentence head informs (model.json may narrow them;
+            # an empty list turns the blend off).
+            blended = meta.get("sentence_techniques", SENTENCE_TECHNIQUES)
+            self.sentence_columns = (
+                [self.techniques.index(t) for t in blended if t in self.techniques]
+                if self.sentence_head is not None
+                else []
+            )
             levels = sensitivities_from_json(meta)
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{paths[1]}: malformed model metadata ({error!r})") from None
@@ -341,16 +369,45 @@ class TransformerDetector(TokenTagger[Encoded]):
         ):
             c = np.maximum(c, np.float32(1.0))
             piece_probs, hidden_states = (p / c).astype(np.float32), (h / c).astype(np.float32)
-            out.append(
-                Encoded(
-                    doc,
-                    offsets,
-                    piece_probs,
-                    hidden_states,
-                    self._word_probs(doc, offsets, piece_probs),
-                )
-            )
+            word_probs = self._word_probs(doc, offsets, piece_probs)
+            self._lift_to_sentences(doc, offsets, hidden_states, word_probs)
+            out.append(Encoded(doc, offsets, piece_probs, hidden_states, word_probs))
         return out
+
+    def sentence_probs(
+        self, doc: Doc, offsets: NDArray[np.int64], hidden: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """The sentence head's technique probabilities, one row per sentence of ``doc`` (zeros
+        for a sentence without pieces)."""
+        assert self.sentence_head is not None
+        weights, bias = self.sentence_head
+        pooled = np.zeros((len(doc.sentences), hidden.shape[1]), np.float32)
+        for index, (start, end) in enumerate(doc.sentences):
+            first, last = piece_range(offsets, start, end)
+            if last > first:
+                pooled[index] = hidden[first:last].mean(0)
+        probs = sigmoid(pooled @ weights + bias)
+        empty = ~pooled.any(axis=1)
+        probs[empty] = 0.0
+        return probs
+
+    def _lift_to_sentences(
+        self,
+        doc: Doc,
+        offsets: NDArray[np.int64],
+        hidden: NDArray[np.float32],
+        word_probs: NDArray[np.float32],
+    ) -> None:
+        """Raise the sentence techniques' word probabilities to their sentence's (in place)."""
+        if not self.sentence_columns or not doc.sentences:
+            return
+        probs = self.sentence_probs(doc, offsets, hidden)
+        columns = self.sentence_columns
+        for index, (first, last) in enumerate(doc.sentence_tokens):
+            if last > first:
+                word_probs[first:last, columns] = np.maximum(
+                    word_probs[first:last, columns], probs[index, columns]
+                )
 
     @staticmethod
     def _word_probs(
