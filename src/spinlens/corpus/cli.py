@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -55,7 +54,7 @@ def report_command(
 
     if report_url is not None and "{article_id}" not in report_url:
         raise UsageError("--report-url must contain {article_id}")
-    filters = Filters(sites=tuple(site or ()), start=_date(start, "--from"), end=_date(end, "--to"))
+    filters = Filters.parse(site or (), start, end)
     link = (
         (lambda row: report_url.replace("{article_id}", row["article_id"])) if report_url else None
     )
@@ -63,12 +62,3 @@ def report_command(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render(dashboard, title=title), encoding="utf-8")
     stderr.print(f"wrote {output} ({dashboard.articles} articles)")
-
-
-def _date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise UsageError(f"{option} takes a date as YYYY-MM-DD, not {value!r}") from None

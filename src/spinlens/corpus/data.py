@@ -1,4 +1,5 @@
-"""The tables a dashboard reads: a batch folder's committed shards, or analyses in memory.
+"""The tables a dashboard reads: a batch folder's committed shards, or analyses in memory
+(``history`` reads the web app's stored analyses into the same tables).
 
 A batch folder may be a local path or any URI pyarrow reads (``s3://bucket/run``,
 ``gs://bucket/run``); only the shards its manifest lists are read, so a run in progress or a
@@ -26,7 +27,7 @@ class Corpus:
     articles: pa.Table
     findings: pa.Table
     narratives: pa.Table
-    failures: pa.Table
+    failures: pa.Table | None  # None: a source that keeps no failures (the web app's history)
 
 
 def read_folder(location: str) -> Corpus:
@@ -59,8 +60,14 @@ def read_folder(location: str) -> Corpus:
 
 
 def from_analyses(analyses: Iterable[Analysis]) -> Corpus:
-    """The same tables for analyses held elsewhere (the web app's stored history)."""
+    """The same tables for analyses held in memory."""
     rows = Rows()
     for analysis in analyses:
         rows.extend(analysis_rows(analysis, analysis.source.location))
-    return Corpus(**{table: rows.table(table) for table in TABLES})
+    return from_rows(rows)
+
+
+def from_rows(rows: Rows, *, failures: bool = True) -> Corpus:
+    """The tables of ``rows``; without ``failures``, a corpus that keeps no failures table."""
+    tables = {table: rows.table(table) for table in TABLES if table != "failures"}
+    return Corpus(**tables, failures=rows.table("failures") if failures else None)

@@ -8,14 +8,15 @@ or year, whichever gives a readable number of bars for the corpus's span.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from spinlens.corpus.data import Corpus
+from spinlens.errors import UsageError
 
 UNKNOWN_SITE = "(unknown site)"
 # Up to two months of days or three years of months fit a chart's width.
@@ -31,6 +32,35 @@ class Filters:
     sites: tuple[str, ...] = ()  # empty: every site
     start: date | None = None
     end: date | None = None  # inclusive
+
+    @classmethod
+    def parse(
+        cls,
+        sites: Iterable[str],
+        start: str | None,
+        end: str | None,
+        *,
+        names: tuple[str, str] = ("--from", "--to"),
+    ) -> Filters:
+        """Filters from what a user typed (blank means no filter); a date that is not
+        YYYY-MM-DD, or a range that ends before it starts, is a UsageError naming the field."""
+        first, last = _day(start, names[0]), _day(end, names[1])
+        if first and last and last < first:
+            raise UsageError(f"{names[1]} ({last}) is before {names[0]} ({first})")
+        return cls(sites=tuple(s for s in sites if s), start=first, end=last)
+
+    def selected(self, articles: pa.Table) -> list[str]:
+        """The ids of the rows of an ``articles`` table that these filters keep, in order."""
+        return _filtered(_articles(articles), self).column("article_id").to_pylist()
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise UsageError(f"{name} takes a date as YYYY-MM-DD, not {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -69,7 +99,7 @@ class Dashboard:
     articles: int
     findings: int
     narrative_matches: int
-    failures: int
+    failures: int | None  # None: the corpus has no failures table (the web app's history)
     undated: int
     first_day: date | None
     last_day: date | None
@@ -112,7 +142,7 @@ def build(
         articles=articles.num_rows,
         findings=findings.num_rows,
         narrative_matches=narratives.num_rows,
-        failures=corpus.failures.num_rows,
+        failures=None if corpus.failures is None else corpus.failures.num_rows,
         undated=articles.num_rows - len(days),
         first_day=first,
         last_day=last,

@@ -1,12 +1,14 @@
 """The corpus dashboard as one self-contained HTML page (inline CSS and SVG, no script, no CDN).
 
-``spinlens corpus report`` writes it for a batch folder; the web app serves it at /corpus for
-its stored history, with a filter form (``form_action``).
+``spinlens corpus report`` writes it for a batch folder (``render``); the web app shows the same
+section in its own page at /corpus, for its stored history, with a filter form
+(``render_section``, ``stylesheet``; see ``history``).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.resources import files
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -24,9 +26,41 @@ def _environment() -> Environment:
     )
 
 
-def render(dashboard: Dashboard, *, title: str, form_action: str | None = None) -> str:
-    """The page; untrusted text (titles, sites, narratives) is escaped by the template and by
-    the chart code."""
+def render(dashboard: Dashboard, *, title: str) -> str:
+    """The self-contained page (its styles inline)."""
+    return _template("corpus.html.j2", dashboard, title)
+
+
+def render_section(
+    dashboard: Dashboard,
+    *,
+    title: str,
+    form_action: str | None = None,
+    notice: str | None = None,
+    error: str | None = None,
+) -> Markup:
+    """The dashboard as a section of another page, which links ``stylesheet()``: a filter form
+    that submits to ``form_action``, a ``notice`` (what was left out) or an ``error`` (the
+    filters were refused: the form alone is shown)."""
+    html = _template("dashboard.html.j2", dashboard, title, form_action, notice, error)
+    return Markup(html)  # built escaped
+
+
+def stylesheet() -> str:
+    """The dashboard's CSS, for a page that links it rather than inlining it."""
+    return (files("spinlens.corpus") / "templates" / "corpus.css").read_text(encoding="utf-8")
+
+
+def _template(
+    name: str,
+    dashboard: Dashboard,
+    title: str,
+    form_action: str | None = None,
+    notice: str | None = None,
+    error: str | None = None,
+) -> str:
+    """Untrusted text (titles, sites, narratives) is escaped by the templates and by the chart
+    code."""
     chart_svgs = {
         "techniques_by_site": charts.heatmap(
             "techniques-by-site", dashboard.techniques_by_site, percent=True
@@ -41,11 +75,16 @@ def render(dashboard: Dashboard, *, title: str, form_action: str | None = None) 
             "narratives-by-site", dashboard.narratives_by_site, percent=False
         ),
     }
-    template = _environment().get_template("corpus.html.j2")
-    return template.render(
-        d=dashboard,
-        title=title,
-        charts={name: Markup(svg) for name, svg in chart_svgs.items()},  # built escaped
-        form_action=form_action,
-        version=__version__,
+    return (
+        _environment()
+        .get_template(name)
+        .render(
+            d=dashboard,
+            charts={name: Markup(svg) for name, svg in chart_svgs.items()},  # built escaped
+            title=title,
+            form_action=form_action,
+            notice=notice,
+            error=error,
+            version=__version__,
+        )
     )

@@ -1,4 +1,5 @@
-"""The web UI: paste, fetch or upload an article; read its report; search the history.
+"""The web UI: paste, fetch or upload an article; read its report; search the history; see
+it as a corpus dashboard (/corpus).
 
 Server-rendered with Jinja2 (autoescaping on) and no script: forms post to the server and every
 page works in any browser. The report view is spinlens.report's own HTML page with the app's
@@ -23,6 +24,8 @@ from starlette.datastructures import UploadFile
 
 from spinlens.config import Sensitivity
 from spinlens.core import Submission
+from spinlens.corpus.history import history_section
+from spinlens.corpus.report import stylesheet
 from spinlens.errors import SpinlensError
 from spinlens.model import Analysis
 from spinlens.narratives.catalogue import ShippedCatalogue, UnknownCatalogue
@@ -305,6 +308,22 @@ async def _history_page(
         next_href=href(offset + HISTORY_PAGE) if offset + len(items) < total else None,
         filtered=any(filters.values()),
     )
+
+
+@router.get("/corpus", response_class=HTMLResponse)
+async def corpus(request: Request, site: str = "", since: str = "", until: str = "") -> Response:
+    """The corpus dashboard over the stored history (spinlens.corpus.history); a bad date is
+    a 422 with the form and the reason."""
+    _require_login(request)
+    spinlens = service_of(request).spinlens
+    section = await asyncio.to_thread(history_section, spinlens, site, since, until)
+    return page(request, "corpus.html.j2", 422 if section.error else 200, dashboard=section.html)
+
+
+@router.get("/corpus.css")
+async def corpus_css() -> Response:
+    """The dashboard's styles: the app's pages allow no inline style."""
+    return Response(stylesheet(), media_type="text/css", headers={"cache-control": "max-age=3600"})
 
 
 @dataclass(frozen=True)
