@@ -1,6 +1,7 @@
 """The corpus dashboard in a real browser: Debian's Chromium, driven by Playwright, opens the
-page ``spinlens corpus report`` writes, checks that its charts are drawn and keeps a
-screenshot under test-artifacts/."""
+page ``spinlens corpus report`` writes and the web app's /corpus from a real server (uvicorn,
+as ``spinlens serve`` runs it), checks that their charts are drawn and keeps screenshots under
+test-artifacts/."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from spinlens.corpus.data import read_folder
 from spinlens.corpus.queries import build
 from spinlens.corpus.report import render
+from spinlens.store import Store
 
 from .conftest import REPO
 from .corpus_fixtures import HOSTILE_TITLE, write_corpus
@@ -83,3 +85,49 @@ def test_the_dashboard_draws_its_charts(page, tmp_path: Path) -> None:
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "corpus-report.png"), full_page=True)
+
+
+def test_the_web_apps_corpus_page(page, tmp_path: Path) -> None:
+    from .test_browser import LiveServer
+    from .test_corpus_web import XSS_TITLE, fill
+    from .test_server_api import phrase_pipeline
+
+    store = fill(Store(f"sqlite:///{tmp_path / 'store.db'}"))
+    page.problems.clear()  # the page is shared by the module's tests
+    page.requests.clear()
+    with LiveServer(phrase_pipeline(), store) as server:
+        page.goto(server.url + "/history")
+        page.click("nav >> text=Corpus")
+        page.wait_for_url("**/corpus")
+        assert page.locator("svg.chart").count() == 4
+        for chart in page.locator("svg.chart").all():
+            box = chart.bounding_box()
+            assert box is not None and box["width"] > 200 and box["height"] > 100
+        # 4 sites (one unknown) × 4 techniques; one bar per (day, technique) with spans, every
+        # stored analysis being dated (article 5 by the day it was analysed).
+        assert page.locator("svg[data-chart=techniques-by-site] g.cell rect").count() == 16
+        assert page.locator("svg[data-chart=techniques-over-time] rect.bar").count() == 6
+        # The linked stylesheet applies (a policy that refused it would leave a console error).
+        display = page.evaluate("getComputedStyle(document.querySelector('.corpus .numbers'))"
+                                ".display")  # fmt: skip
+        assert display == "flex"
+        table = page.locator("#most-manipulative")
+        assert XSS_TITLE in table.inner_text()  # shown as text, never run
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "corpus-web.png"), full_page=True)
+
+        # The filters are a plain GET form.
+        page.select_option("select[name=site]", "a.example")
+        page.fill("input[name=since]", "2026-01-01")
+        page.fill("input[name=until]", "2026-01-31")
+        page.click("form.filters button")
+        page.wait_for_url("**/corpus?site=a.example&since=2026-01-01&until=2026-01-31")
+        numbers = page.locator(".corpus .numbers").inner_text()
+        assert "2\narticles" in numbers and "4\ntechnique spans" in numbers
+        # The most manipulative article opens its report in the app.
+        table.locator("a").first.click()
+        page.wait_for_url(f"**/analyses/{1:064x}")
+        assert "Stored 1" in page.locator("h1").first.inner_text()
+    store.close()
+    assert page.problems == []
+    assert all(url.startswith(server.url) for url in page.requests)  # nothing from elsewhere

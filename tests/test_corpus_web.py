@@ -194,6 +194,7 @@ def test_corpus_page_over_the_stored_history(client: TestClient) -> None:
     assert html.count('<svg class="chart"') == 4
     assert '<a href="/corpus">Corpus</a>' in html  # in the navigation
     assert "sources that failed" not in html  # the store keeps no failures
+    assert "else the day it was analysed" in html  # what dates the undated articles
     # Each of the most manipulative articles links to its report page in this app.
     top = html.split('id="most-manipulative"')[1]
     assert top.index(f'href="/analyses/{5:064x}"') < top.index(f'href="/analyses/{1:064x}"')

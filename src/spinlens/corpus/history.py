@@ -137,7 +137,12 @@ def _render(
     # The form lists every stored site, not only those the filters kept.
     with_sites = replace(dashboard, sites=spinlens.sites())
     return render_section(
-        with_sites, title=TITLE, form_action="/corpus", notice=notice, error=error
+        with_sites,
+        title=TITLE,
+        form_action="/corpus",
+        notice=notice,
+        error=error,
+        date_fallback="the day it was fetched, else the day it was analysed",
     )
 
 

@@ -17,6 +17,9 @@ from spinlens.corpus import charts
 from spinlens.corpus.queries import Dashboard
 from spinlens.version import __version__
 
+# What stands for a missing published date (queries.py: the day the article was crawled).
+CRAWL_DATE = "the day it was crawled"
+
 
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
@@ -38,11 +41,15 @@ def render_section(
     form_action: str | None = None,
     notice: str | None = None,
     error: str | None = None,
+    date_fallback: str = CRAWL_DATE,
 ) -> Markup:
     """The dashboard as a section of another page, which links ``stylesheet()``: a filter form
     that submits to ``form_action``, a ``notice`` (what was left out) or an ``error`` (the
-    filters were refused: the form alone is shown)."""
-    html = _template("dashboard.html.j2", dashboard, title, form_action, notice, error)
+    filters were refused: the form alone is shown); ``date_fallback`` says which date stands
+    for a missing published date."""
+    html = _template(
+        "dashboard.html.j2", dashboard, title, form_action, notice, error, date_fallback
+    )
     return Markup(html)  # built escaped
 
 
@@ -58,6 +65,7 @@ def _template(
     form_action: str | None = None,
     notice: str | None = None,
     error: str | None = None,
+    date_fallback: str = CRAWL_DATE,
 ) -> str:
     """Untrusted text (titles, sites, narratives) is escaped by the templates and by the chart
     code."""
@@ -85,6 +93,7 @@ def _template(
             form_action=form_action,
             notice=notice,
             error=error,
+            date_fallback=date_fallback,
             version=__version__,
         )
     )
