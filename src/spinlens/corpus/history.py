@@ -32,8 +32,9 @@ from spinlens.store import MAX_PAGE, HistoryQuery
 if TYPE_CHECKING:
     from spinlens.core import Spinlens
 
-# Measured on this 2-core machine with SQLite: reading 5,000 stored analyses (20 spans each)
-# into rows takes about 3.5 s, so the page answers in seconds at the caps.
+# Measured with SQLite on the 2-core development machine, 5,000 stored analyses of 20 spans:
+# about 3.5 s to read them into rows when the machine is idle, 10 s while a training run
+# shares it; most of it is one store query per analysis (``Spinlens.get``).
 MAX_ANALYSES = 5_000
 MAX_READ = 2 * MAX_ANALYSES
 # An article dated a little after it was analysed (its site's time zone ahead of UTC) still
