@@ -68,8 +68,8 @@ def batch_command(
     techniques_model: Annotated[
         str | None,
         typer.Option(
-            help="Technique detector by name (e.g. 'baseline'); default: "
-            "SPINLENS_TECHNIQUES_MODEL (read by Settings), else the best shipped one.",
+            help="Technique model by tier: accurate, fast or baseline; default: "
+            "SPINLENS_TECHNIQUES_MODEL (read by Settings), else fast, the tier for crawls.",
         ),
     ] = None,
     narratives: Annotated[
@@ -109,10 +109,11 @@ def batch_command(
     ended: no article is missing and none appears twice. The same text is analysed once.
     """
     from spinlens.batch.local import BatchSettings, Reporter, run_batch
+    from spinlens.techniques.detectors import CORPUS_DEFAULT
 
     settings = BatchSettings(
         threads=threads,
-        techniques_model=techniques_model or Settings.from_env().techniques_model,
+        techniques_model=techniques_model or Settings.from_env().techniques_model or CORPUS_DEFAULT,
         narratives=narratives,
         allow_private=allow_private,
         max_bytes=max_bytes,

@@ -255,6 +255,7 @@ def _new_pool(settings: BatchSettings) -> ProcessPoolExecutor:
         techniques_model=settings.techniques_model,
         narratives=settings.narratives,
         threads=settings.threads,
+        parent_pid=os.getpid(),
     )
     with _thread_environment(settings.threads):
         pool = ProcessPoolExecutor(

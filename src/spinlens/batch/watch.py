@@ -205,7 +205,7 @@ def watch_command(
     rounds: Annotated[int | None, typer.Option(min=1, help="Stop after this many rounds.")] = None,
     techniques_model: Annotated[
         str | None,
-        typer.Option(help="Technique model by tier: accurate, fast or baseline."),
+        typer.Option(help="Technique model by tier: accurate, fast or baseline (default: fast)."),
     ] = None,
     narratives: Annotated[
         bool, typer.Option(help="Match known disinformation narratives (alerts need it).")
@@ -223,12 +223,13 @@ def watch_command(
 ) -> None:
     """Keep a corpus of feeds up to date: analyse only the new items, every so often."""
     from spinlens.pipeline import default_pipeline
+    from spinlens.techniques.detectors import CORPUS_DEFAULT
 
     interval = parse_duration(every)
     terms = list(alert or [])
     if terms and not narratives:
         raise UsageError("--alert needs narrative matching (drop --no-narratives)")
-    pipeline = default_pipeline(techniques_model, narratives=narratives)
+    pipeline = default_pipeline(techniques_model or CORPUS_DEFAULT, narratives=narratives)
     fetcher = PoliteFetcher(allow_private=allow_private, max_bytes=max_bytes, delay=delay)
 
     def report(result: Round) -> None:

@@ -25,6 +25,9 @@ class WorkerSettings:
     techniques_model: str | None = None
     narratives: bool = True
     threads: int | None = None  # ONNX Runtime threads per worker; None: the models' default
+    # The process that started the pool: a worker leaves when it is gone. Given by the parent,
+    # since a worker still importing when the parent dies would read its new parent (init).
+    parent_pid: int | None = None
 
 
 _core: Spinlens | None = None
@@ -34,7 +37,7 @@ _load_error: str | None = None
 def init_worker(settings: WorkerSettings) -> None:
     """Pool initializer: load the models once for every document this process analyses."""
     global _core, _load_error
-    _exit_with_parent()
+    _exit_with_parent(settings.parent_pid)
     # Ctrl-C is the parent's to handle (it commits what is done); a worker keeps going.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if settings.threads is not None:
@@ -52,10 +55,11 @@ def init_worker(settings: WorkerSettings) -> None:
         _load_error = str(error)  # reported once by ready(), not as a crash of the pool
 
 
-def _exit_with_parent(every: float = 1.0) -> None:
+def _exit_with_parent(parent: int | None, every: float = 1.0) -> None:
     """A worker whose parent was killed (SIGKILL, power button) would wait on its queue
     forever, holding its models' memory: it leaves as soon as it is orphaned."""
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:

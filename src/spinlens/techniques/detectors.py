@@ -46,6 +46,8 @@ ALIASES = {tier.folder: name for name, tier in TIERS.items()}
 ALIASES["minilm-ptc"] = "fast"
 # ``fast`` until the accurate model ships (issue 15 makes ``accurate`` the default then).
 DEFAULT = "fast"
+# What corpus runs (batch, watch) use unless told: the tier made for crawls.
+CORPUS_DEFAULT = "fast"
 # Tier names, then aliases: what --model accepts.
 NAMES = (*TIERS, *ALIASES)
 
