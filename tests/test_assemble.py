@@ -141,3 +141,13 @@ def test_a_missing_base_says_how_to_install_it(tmp_path: Path) -> None:
             assemble.unpack_base("not-installed-base", tmp_path)
     finally:
         del assemble.BASES["not-installed-base"]
+
+
+def test_adapters_ship_in_int8_within_a_row_scale_step(tmp_path: Path) -> None:
+    path = tmp_path / assemble.ADAPTERS_FILE
+    assemble.save_adapters(path, ADAPTERS)
+    loaded = assemble.load_adapters(path)
+    assert sorted(loaded) == sorted(ADAPTERS)
+    for name, original in ADAPTERS.items():
+        step = np.abs(original.astype(np.float32)).max(axis=1, keepdims=True) / 127.0
+        assert np.all(np.abs(loaded[name] - original) <= step / 2 + 1e-6), name

