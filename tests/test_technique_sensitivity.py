@@ -18,7 +18,7 @@ from spinlens.pipeline import summarize
 from spinlens.techniques import ptc
 from spinlens.techniques.cli import ptc_app
 from spinlens.techniques.decoding import ANY, SENSITIVITIES, Decoding, Doc, decode_runs
-from spinlens.techniques.detectors import load_detector
+from spinlens.techniques.detectors import load_detector, load_transformer
 from spinlens.techniques.findings import TokenReading
 from spinlens.techniques.sensitivity import NEWS_CAP, NEWS_FOLDER, choose_sensitivities
 from spinlens.techniques.taxonomy import NAMES
@@ -130,15 +130,24 @@ def test_unknown_sensitivity_and_tier_are_one_clear_error() -> None:
         load_detector("bert")
 
 
-def test_the_accurate_tier_gives_one_line_when_it_is_not_installed(tmp_path: Path) -> None:
-    if (models_dir() / "mpnet-ptc").is_dir():
-        pytest.skip("the accurate model is installed here")
+def test_the_accurate_tier_gives_one_line_when_it_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A models folder holding every shipped model but the accurate one.
+    models = tmp_path / "models"
+    models.mkdir()
+    for shipped in models_dir().iterdir():
+        if shipped.name != "mpnet-ptc":
+            (models / shipped.name).symlink_to(shipped)
+    monkeypatch.setenv("SPINLENS_MODELS", str(models))
+    load_transformer.cache_clear()  # an accurate model loaded by an earlier test is forgotten
     folder = tmp_path / "articles"
     folder.mkdir()
     (folder / "article1.txt").write_text("Title\n\nSome text.\n", encoding="utf-8")
     result = CliRunner().invoke(
         ptc_app, ["predict", "--task", "si", "--articles", str(folder), "--model", "accurate"]
     )
+    load_transformer.cache_clear()  # nothing loaded from the scratch folder outlives the test
     assert result.exit_code == 1
     assert "technique model 'accurate' not found at" in result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
