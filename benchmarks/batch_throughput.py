@@ -5,9 +5,10 @@ and the repository's example pages, wrapped three ways (HTML files, JSON Lines, 
 and measures, each as a separate `spinlens` process:
 
 - articles/s, mean CPU cores used and peak RSS (the whole process tree) for `batch` with
-  1 worker × 2 threads and 2 workers × 1 thread, and for plain `analyze` (the fast model);
+  1 worker × 2 threads, 2 workers × 1 thread and a local Ray with 2 actors × 1 thread, and for
+  plain `analyze` (the fast model);
 - peak RSS of the batch parent and of the whole tree at two corpus sizes (short texts with a
-  varying suffix, so that dedup skips none; the baseline model, to keep it short);
+  varying first line, so that dedup skips none; the baseline model, to keep it short);
 - resume correctness: the run SIGKILLed at random moments and resumed each time, then compared
   with an uninterrupted run (article ids, duplicates, findings).
 
@@ -46,6 +47,7 @@ PTC = Path(os.environ.get("SPINLENS_PTC", REPO.parent / "shared" / "data" / "ptc
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
 SECTION = "## Corpus runs (`spinlens batch`)"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- the corpus ----------------------------------------------------------------------------
@@ -76,8 +78,9 @@ def article_html(title: str, body: str) -> str:
 
 
 def build_corpus(root: Path, n: int, *, chars: int | None = None) -> list[str]:
-    """``n`` distinct articles (texts repeat with an edition note, so dedup skips none), one
-    third each as HTML files, JSON Lines and WARC records; returns the sources to pass."""
+    """``n`` distinct articles (texts repeat with an edition note in their first line, which
+    extraction keeps, so dedup skips none), one third each as HTML files, JSON Lines and WARC
+    records; returns the sources to pass."""
     texts = base_texts()
     html_dir = root / "html"
     html_dir.mkdir(parents=True)
@@ -89,7 +92,7 @@ def build_corpus(root: Path, n: int, *, chars: int | None = None) -> list[str]:
             title, body = texts[i % len(texts)]
             if chars is not None:
                 body = body[:chars]
-            body = f"{body}\n(Edition {i // len(texts) + 1}, item {i}.)"
+            body = f"(Edition {i // len(texts) + 1}, item {i}.) {body}"
             url = f"https://news.example/{i}"
             if i % 3 == 0:
                 (html_dir / f"{i:06d}.html").write_text(article_html(title, body), "utf-8")
@@ -124,21 +127,37 @@ class Measure:
         return self.cpu / self.wall if self.wall else 0.0
 
 
-def group_rss(pgid: int) -> tuple[int, dict[int, int]]:
-    """RSS in bytes of every process in group ``pgid`` (from /proc)."""
-    sizes: dict[int, int] = {}
+def group_rss(pgid: int, cpu: dict[int, float] | None = None) -> tuple[int, dict[int, int]]:
+    """RSS in bytes of every process in group ``pgid`` or below its leader (Ray's workers are
+    the raylet's children in groups of their own), from /proc; with ``cpu``, also each one's
+    user + system seconds so far."""
+    stats: dict[int, list[bytes]] = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) != pgid:  # fields after "pid (comm)": state ppid pgrp ...
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stats[int(entry.name)] = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
                 continue
-            with open(f"/proc/{entry.name}/statm", "rb") as f:
-                sizes[int(entry.name)] = int(f.read().split()[1]) * PAGE_SIZE
+    # fields after "pid (comm)": state ppid pgrp ... utime (11) stime (12)
+    parents = {pid: int(fields[1]) for pid, fields in stats.items()}
+    members = {pid for pid, fields in stats.items() if int(fields[2]) == pgid}
+    for pid in stats:
+        ancestor, seen = parents.get(pid), 0
+        while ancestor and ancestor not in members and seen < 64:
+            ancestor, seen = parents.get(ancestor), seen + 1
+        if ancestor in members:
+            members.add(pid)
+    sizes: dict[int, int] = {}
+    for pid in members:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                sizes[pid] = int(f.read().split()[1]) * PAGE_SIZE
         except (OSError, IndexError, ValueError):
             continue
+        if cpu is not None:
+            fields = stats[pid]
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return sum(sizes.values()), sizes
 
 
@@ -151,11 +170,14 @@ def measure(command: list[str], *, kill_when: Callable[[], bool] | None = None) 
             command, stdout=subprocess.DEVNULL, stderr=stderr_file, start_new_session=True, cwd=REPO
         )
         peak_tree = peak_parent = 0
+        # CPU seen per process: a Ray run's workers are the raylet's children, whose time
+        # need not reach the command's own rusage.
+        cpu_seen: dict[int, float] = {}
         while True:
             done, status, usage = os.wait4(process.pid, os.WNOHANG)
             if done:
                 break
-            total, sizes = group_rss(process.pid)
+            total, sizes = group_rss(process.pid, cpu_seen)
             peak_tree = max(peak_tree, total)
             peak_parent = max(peak_parent, sizes.get(process.pid, 0))
             if kill_when is not None and kill_when():
@@ -170,7 +192,7 @@ def measure(command: list[str], *, kill_when: Callable[[], bool] | None = None) 
         stderr = stderr_file.read().decode("utf-8", "replace")
     return Measure(
         wall=wall,
-        cpu=usage.ru_utime + usage.ru_stime,
+        cpu=max(usage.ru_utime + usage.ru_stime, sum(cpu_seen.values())),
         peak_tree=peak_tree,
         peak_parent=peak_parent,
         returncode=process.returncode,
@@ -220,13 +242,14 @@ def committed_articles(out: Path) -> int:
 def throughput(root: Path, n: int, model: str) -> list[tuple[str, int, Measure]]:
     sources = build_corpus(root / "corpus", n)
     rows = []
-    for label, workers, threads in [
-        ("batch, 1 worker × 2 threads", 1, 2),
-        ("batch, 2 workers × 1 thread", 2, 1),
+    for label, engine, workers, threads in [
+        ("batch, 1 worker × 2 threads", "local", 1, 2),
+        ("batch, 2 workers × 1 thread", "local", 2, 1),
+        ("batch --engine ray, local Ray, 2 actors × 1 thread", "ray", 2, 1),
     ]:
-        out = root / f"out-{workers}x{threads}"
+        out = root / f"out-{engine}-{workers}x{threads}"
         command = spinlens("batch", *sources, "--out", str(out), "--workers", str(workers))
-        command += ["--threads", str(threads), "--techniques-model", model]
+        command += ["--threads", str(threads), "--techniques-model", model, "--engine", engine]
         m = check(measure(command), label)
         rows.append((label, committed_articles(out), m))
         print(f"{label}: {n / m.wall:.2f} articles/s, {m.cores:.2f} cores", flush=True)
@@ -237,7 +260,7 @@ def throughput(root: Path, n: int, model: str) -> list[tuple[str, int, Measure]]
     return rows
 
 
-def memory(root: Path, sizes: list[int], chars: int) -> list[tuple[int, Measure]]:
+def memory(root: Path, sizes: list[int], chars: int) -> list[tuple[int, int, Measure]]:
     rows = []
     for n in sizes:
         sources = build_corpus(root / f"memory-{n}", n, chars=chars)
@@ -245,7 +268,7 @@ def memory(root: Path, sizes: list[int], chars: int) -> list[tuple[int, Measure]
         command = spinlens("batch", *sources, "--out", str(out), "--workers", "2")
         command += ["--threads", "1", "--techniques-model", "baseline", "--no-narratives"]
         m = check(measure(command), f"memory run of {n}")
-        rows.append((committed_articles(out), m))
+        rows.append((n, committed_articles(out), m))
         print(f"{n}: parent {mb(m.peak_parent)}, tree {mb(m.peak_tree)}", flush=True)
     return rows
 
@@ -325,10 +348,11 @@ def report(args: argparse.Namespace, results: dict[str, object], others: str) ->
         n = args.articles
         lines += [
             f"**Throughput**, the `{args.model}` technique model with narrative matching, "
-            f"{n} distinct articles (PTC texts and examples, a third each as HTML files, JSON "
-            "Lines and a .warc.gz):",
+            f"{n} documents (PTC texts and examples, a third each as HTML files, JSON "
+            "Lines and a .warc.gz; the articles column counts the rows written, after dedup "
+            "of texts that extraction made identical and failures):",
             "",
-            "| setup | articles | wall | articles/s | CPU cores used | peak RSS |",
+            "| setup | articles | wall | documents/s | CPU cores used | peak RSS |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for label, written, m in tp:  # type: ignore[attr-defined]
@@ -343,12 +367,13 @@ def report(args: argparse.Namespace, results: dict[str, object], others: str) ->
             f"**Memory against corpus size**: `batch --workers 2 --threads 1`, baseline model, "
             f"no narratives, texts cut to {args.memory_chars} characters:",
             "",
-            "| articles | wall | peak RSS, batch parent | peak RSS, whole tree |",
-            "| ---: | ---: | ---: | ---: |",
+            "| documents | articles | wall | peak RSS, batch parent | peak RSS, whole tree |",
+            "| ---: | ---: | ---: | ---: | ---: |",
         ]
-        for written, m in mem:  # type: ignore[attr-defined]
+        for documents, written, m in mem:  # type: ignore[attr-defined]
             lines.append(
-                f"| {written:,} | {m.wall:.0f} s | {mb(m.peak_parent)} | {mb(m.peak_tree)} |"
+                f"| {documents:,} | {written:,} | {m.wall:.0f} s | {mb(m.peak_parent)} "
+                f"| {mb(m.peak_tree)} |"
             )
         lines.append("")
     res = results.get("resume")
