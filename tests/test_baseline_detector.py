@@ -208,3 +208,12 @@ def test_a_peak_keeps_confident_runs_whole_and_drops_weak_ones() -> None:
     assert [(a, b) for a, b, _ in runs] == [(2, 4), (7, 8)]
     kept = decode_runs(doc, probs, Decoding(0.4, 0, peak=0.7))
     assert [(a, b) for a, b, _ in kept] == [(2, 4)]  # the whole run, weak words included
+
+
+def test_a_run_of_function_words_alone_is_no_finding() -> None:
+    doc = Doc(Article(text="They want to go to the chaos of war", language="en"))
+    # "to ... the" is confident on its own; "the chaos" carries a content word.
+    lone = np.array([0.1, 0.1, 0.9, 0.1, 0.9, 0.9, 0.1, 0.1, 0.1], dtype=np.float32)
+    assert decode_runs(doc, lone, Decoding(0.5, 0)) == []
+    carried = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.1, 0.1], dtype=np.float32)
+    assert [(a, b) for a, b, _ in decode_runs(doc, carried, Decoding(0.5, 0))] == [(5, 6)]

@@ -290,3 +290,28 @@ def test_cross_fitting_scores_each_half_with_choices_made_on_the_other() -> None
     cross_fitted = choice.cross_fitted["balanced"]["flc"]["f1"]
     assert in_sample > 0.8
     assert cross_fitted < in_sample - 0.2
+
+
+def test_thorough_favours_recall_but_keeps_news_under_the_cap_too() -> None:
+    heads = ["Loaded_Language", ANY]
+    text = "They are lying greedy thieves and they know it"
+    # "greedy" (0.6) is gold but weaker than anything the model says of news (0.65): the best
+    # F2 alone would take it at a threshold that flags every news text whole.
+    probs = [0.1, 0.2, 0.9, 0.6, 0.8, 0.2, 0.1, 0.1, 0.1]
+    readings = {
+        f"a{i}": _reading(text, {"Loaded_Language": probs, ANY: probs}, heads) for i in range(8)
+    }
+    start, end = text.index("lying"), text.index(" and")
+    gold = [ptc.Label(f"a{i}", start, end, "Loaded_Language") for i in range(8)]
+    news = {
+        f"n{i}": _reading(
+            "The council met on Tuesday to approve the budget",
+            {"Loaded_Language": [0.65] * 9},
+            heads,
+        )
+        for i in range(4)
+    }
+    choice = choose_sensitivities(heads, readings, gold, news)
+    thorough = choice.levels["thorough"]["Loaded_Language"]
+    assert thorough is not None and thorough.threshold > 0.65
+    assert choice.cross_fitted["thorough"]["news_flagged_share"] <= NEWS_CAP

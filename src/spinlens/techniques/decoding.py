@@ -28,6 +28,15 @@ ANY = "ANY"  # the tagger head that predicts "inside some technique span" (task 
 _TOKEN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
 # Annotation guidelines: spans never start or end with these (PTC v2 trimmed them).
 _TRIM = frozenset({".", ",", ":", ";"})
+# Words that carry no technique on their own: a span made only of these ("to", "the", "be")
+# is a fragment of the probabilities, not a finding (0.8 % of the PTC training spans are made
+# only of such words, mostly "our" and "no", which are not in this list).
+_FUNCTION_WORDS = frozenset(
+    """a an the and or but nor of to in on at by from with into onto as than then that this these
+    those there here it its is are was were be been being am do does did have has had i me my he
+    him his she her it they them their who whom whose which when where while if so for s t
+    """.split()
+)
 
 Sensitivity = Literal["precise", "balanced", "thorough"]
 # Least to most text flagged; every model's levels are chosen so that this order holds.
@@ -85,6 +94,15 @@ class Doc:
         )
         self.content_position = np.zeros(len(tokens), dtype=np.int64)
         self.content_position[self.content] = np.arange(self.content.size)
+        # Tokens a span needs at least one of: words that are not function words.
+        self.meaningful = np.array(
+            [
+                t.lower not in _FUNCTION_WORDS and (t.text[0].isalnum() or t.text[0] == "_")
+                for t in tokens
+            ],
+            dtype=bool,
+        )
+        self.meaningful_before = np.concatenate(([0], np.cumsum(self.meaningful)))
 
 
 def sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -161,8 +179,9 @@ def decode_runs(
 
     Punctuation that annotations never start or end with is ignored: a run is made of content
     tokens at or above the threshold, joined when at most ``gap`` content tokens below it lie
-    between them, and never crosses a sentence boundary. With the same smoothing and peak, a
-    lower threshold or a larger gap never flags less text (the sensitivity levels rely on it).
+    between them, and never crosses a sentence boundary. A run of function words only ("to",
+    "the") is dropped. With the same smoothing and peak, a lower threshold or a larger gap
+    never flags less text (the sensitivity levels rely on it).
     """
     probabilities = smoothed(probabilities, decoding.smooth)
     content = doc.content
@@ -175,8 +194,10 @@ def decode_runs(
     starts = np.concatenate(([0], breaks))
     ends = np.concatenate((breaks, [above.size])) - 1
     peaks = np.maximum.reduceat(probabilities[above], starts)
+    first, last = above[starts], above[ends]
+    meaningful = doc.meaningful_before[last + 1] - doc.meaningful_before[first] > 0
     return [
-        (int(above[s]), int(above[e]), float(p))
-        for s, e, p in zip(starts, ends, peaks, strict=True)
-        if p >= decoding.peak
+        (int(f), int(e), float(p))
+        for f, e, p, keep in zip(first, last, peaks, meaningful, strict=True)
+        if keep and p >= decoding.peak
     ]
