@@ -339,7 +339,8 @@ def report(args: argparse.Namespace, results: dict[str, object], others: str) ->
         f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/batch_throughput.py` on this "
         f"{os.cpu_count()}-core machine. Each row is one `spinlens` process tree; wall time "
         "includes start-up and model loading; CPU is user + system time of the tree over wall "
-        "time; peak RSS is the largest sum over the tree, sampled every 0.1 s. "
+        "time; peak RSS is the largest sum over the tree, sampled every 0.1 s (a Ray run's "
+        "sum counts the pages of its shared object store once per process that maps them). "
         f"Also running meanwhile: {others}."
     )
     lines.append("")
