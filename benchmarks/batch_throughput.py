@@ -127,38 +127,34 @@ class Measure:
         return self.cpu / self.wall if self.wall else 0.0
 
 
-def group_rss(pgid: int, cpu: dict[int, float] | None = None) -> tuple[int, dict[int, int]]:
-    """RSS in bytes of every process in group ``pgid`` or below its leader (Ray's workers are
-    the raylet's children in groups of their own), from /proc; with ``cpu``, also each one's
-    user + system seconds so far."""
+def tree_usage(pgid: int) -> dict[int, tuple[int, float]]:
+    """Per process in group ``pgid`` or below one of its members (Ray's workers are the raylet's
+    children in groups of their own): RSS in bytes and user + system seconds so far, from /proc.
+    """
     stats: dict[int, list[bytes]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    stats[int(entry.name)] = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
+            with contextlib.suppress(OSError), open(f"/proc/{entry.name}/stat", "rb") as f:
+                stats[int(entry.name)] = f.read().rsplit(b")", 1)[1].split()
     # fields after "pid (comm)": state ppid pgrp ... utime (11) stime (12)
-    parents = {pid: int(fields[1]) for pid, fields in stats.items()}
-    members = {pid for pid, fields in stats.items() if int(fields[2]) == pgid}
-    for pid in stats:
-        ancestor, seen = parents.get(pid), 0
-        while ancestor and ancestor not in members and seen < 64:
-            ancestor, seen = parents.get(ancestor), seen + 1
-        if ancestor in members:
-            members.add(pid)
-    sizes: dict[int, int] = {}
-    for pid in members:
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    members = [pid for pid, fields in stats.items() if int(fields[2]) == pgid]
+    usage: dict[int, tuple[int, float]] = {}
+    while members:
+        pid = members.pop()
+        if pid in usage:
+            continue
         try:
             with open(f"/proc/{pid}/statm", "rb") as f:
-                sizes[pid] = int(f.read().split()[1]) * PAGE_SIZE
+                rss = int(f.read().split()[1]) * PAGE_SIZE
         except (OSError, IndexError, ValueError):
-            continue
-        if cpu is not None:
-            fields = stats[pid]
-            cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return sum(sizes.values()), sizes
+            continue  # gone meanwhile
+        fields = stats[pid]
+        usage[pid] = (rss, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+        members += children.get(pid, [])
+    return usage
 
 
 def measure(command: list[str], *, kill_when: Callable[[], bool] | None = None) -> Measure:
@@ -177,9 +173,10 @@ def measure(command: list[str], *, kill_when: Callable[[], bool] | None = None) 
             done, status, usage = os.wait4(process.pid, os.WNOHANG)
             if done:
                 break
-            total, sizes = group_rss(process.pid, cpu_seen)
-            peak_tree = max(peak_tree, total)
-            peak_parent = max(peak_parent, sizes.get(process.pid, 0))
+            usage_now = tree_usage(process.pid)
+            peak_tree = max(peak_tree, sum(rss for rss, _ in usage_now.values()))
+            peak_parent = max(peak_parent, usage_now.get(process.pid, (0, 0.0))[0])
+            cpu_seen.update((pid, cpu) for pid, (_, cpu) in usage_now.items())
             if kill_when is not None and kill_when():
                 os.killpg(process.pid, signal.SIGKILL)
             time.sleep(0.05)

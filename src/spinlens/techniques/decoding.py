@@ -34,7 +34,7 @@ _TRIM = frozenset({".", ",", ":", ";"})
 _FUNCTION_WORDS = frozenset(
     """a an the and or but nor of to in on at by from with into onto as than then that this these
     those there here it its is are was were be been being am do does did have has had i me my he
-    him his she her it they them their who whom whose which when where while if so for s t
+    him his she her they them their who whom whose which when where while if so for s t
     """.split()
 )
 
