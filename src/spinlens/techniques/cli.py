@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from spinlens.config import Settings
 from spinlens.errors import SpinlensError, UsageError
 from spinlens.techniques import ptc
 from spinlens.techniques.decoding import Doc
@@ -68,12 +69,13 @@ def predict(
         Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
     ] = None,
     model: Annotated[
-        str,
+        str | None,
         typer.Option(
             help=f"Technique model: {', '.join(TIERS)} (a model folder name, e.g. minilm-ptc, "
-            "works too)."
+            f"works too); default: SPINLENS_TECHNIQUES_MODEL, else {DEFAULT}.",
+            show_default=False,
         ),
-    ] = DEFAULT,
+    ] = None,
     sensitivity: Annotated[
         SensitivityName,
         typer.Option(help="SI and FLC: precise flags least, thorough most."),
@@ -97,7 +99,7 @@ def predict(
                         f"template span {label.article_id} {label.start}-{label.end} is not "
                         f"inside an article of {articles}"
                     )
-        detector = load_detector(model, sensitivity.value)
+        detector = load_detector(model or Settings.from_env().techniques_model, sensitivity.value)
         if task is TaskName.tc:
             # Only the articles the template names need reading.
             wanted = {label.article_id for label in spans}
@@ -279,4 +281,49 @@ def techniques(
     typer.echo(
         f"validation ({validation['articles']} articles): SI F1 {validation['si']['f1']:.4f}, "
         f"TC micro-F1 {validation['tc']['f1']:.4f}, FLC F1 {validation['flc']['f1']:.4f}"
+    )
+
+
+@train_app.command()
+def ensemble(
+    member: Annotated[
+        list[Path],
+        typer.Option(
+            help="A member's model folder, trained on the same split (give two: models/mpnet-ptc "
+            "then models/minilm-ptc).",
+            show_default=False,
+        ),
+    ],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="PTC folder (train-articles/, train-task-flc-tc.labels).", show_default=False
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder to write the blend to, beside its members.", show_default=False),
+    ],
+    release: Annotated[
+        int, typer.Option(help="Release number, part of the model's name (<folder>@<release>).")
+    ] = 1,
+) -> None:
+    """Blend two technique models: choose the first one's weight, the sensitivity levels and the
+    calibration on the members' validation split, by cross-fitting (see the ensemble module)."""
+    from spinlens.techniques.ensemble import tune_blend
+    from spinlens.techniques.sensitivity import read_news
+
+    with _user_errors():
+        if out.resolve().parent != member[0].resolve().parent:
+            raise SpinlensError("the blend's folder must lie beside its members' folders")
+        news = {i: Doc(a) for i, a in read_news().items()}
+        meta = tune_blend(
+            out, member, data, news, release=release, log=lambda line: _stderr.print(escape(line))
+        )
+    balanced = meta["sensitivity_validation"]["balanced"]
+    typer.echo(
+        f"{meta['name']}: weights "
+        + ", ".join(f"{m['name']} {m['weight']:g}" for m in meta["members"])
+        + f"; cross-fitted balanced SI F1 {balanced['si']['f1']:.4f}, FLC F1 "
+        f"{balanced['flc']['f1']:.4f}; TC micro-F1 {balanced['tc']['f1']:.4f}"
     )

@@ -10,6 +10,7 @@ task TC). Everything else, the same for the linear baseline and the transformers
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -177,6 +178,28 @@ class TokenTagger(Generic[R]):
     def classify_span(self, article: Article, start: int, end: int) -> dict[str, float]:
         """Probability of each technique for the given span (task TC), highest first."""
         return self.classify_reading(self.read_docs([Doc(article)])[0], [(start, end)])[0]
+
+
+class CalibratedTagger(TokenTagger[R]):
+    """A detector whose span scores are calibrated probabilities: a span's score is the mean
+    probability of its content words, mapped by the head's Platt scale (fitted on validation)
+    to the probability that the span is a correct detection."""
+
+    # Per head (a, b): calibrated = sigmoid(a * logit(mean probability) + b).
+    calibration: dict[str, tuple[float, float]]
+
+    def calibrated(self, head: str, raw: float) -> float:
+        """Probability that a span of ``head`` with mean word probability ``raw`` is correct."""
+        a, b = self.calibration.get(head, (1.0, 0.0))
+        p = min(max(raw, 1e-6), 1 - 1e-6)
+        return 1.0 / (1.0 + math.exp(-(a * math.log(p / (1 - p)) + b)))
+
+    def span_score(self, head: str, reading: R, first: int, last: int, peak: float) -> float:
+        """The calibrated mean probability of the run's content words."""
+        content = reading.doc.content
+        inside = content[(content >= first) & (content <= last)]
+        column = self.heads.index(head)
+        return self.calibrated(head, float(reading.word_probs[inside, column].mean()))
 
 
 # --- SemEval task outputs ----------------------------------------------------------------

@@ -357,6 +357,13 @@ class _Chooser:
                 return chosen  # nothing lowers it further: as low as the candidates go
             chosen[best[1]] = best[2]
 
+    def balanced_score(self, chosen: Mapping[str, int]) -> float:
+        """SI F1 plus FLC F1 of a level on the chooser's articles (what picks a variant)."""
+        techniques = self.table.techniques
+        flc = float(_fbeta(sum(self.sums[t][chosen[t]] for t in techniques), 1.0))
+        si = float(_fbeta(self.sums[ANY][chosen[ANY]], 1.0)) if ANY in chosen else 0.0
+        return si + flc
+
     def levels(self) -> dict[Sensitivity, dict[str, int]]:
         heads = self.table.heads
         techniques = self.table.techniques
@@ -431,10 +438,18 @@ def _folds(ids: Sequence[str], folds: int) -> list[set[str]]:
 @dataclass
 class SensitivityChoice:
     """What :func:`choose_sensitivities` gives: the levels to ship, and the cross-fitted
-    figures of each level (``validation_figures`` fields without TC, plus the news share)."""
+    figures of each level (``validation_figures`` fields without TC, plus the news share).
+    Chosen among variants (:func:`choose_variant`): the variant that ships, and the one each
+    fold chose on the other folds."""
 
     levels: Levels
     cross_fitted: dict[Sensitivity, dict[str, Any]]
+    variant: str = ""
+    fold_variants: list[str] = field(default_factory=list)
+
+
+# Readings of the validation articles and of the news items, one pair per variant.
+Variants = Mapping[str, tuple[Mapping[str, Reading], Mapping[str, Reading]]]
 
 
 def choose_sensitivities(
@@ -448,33 +463,67 @@ def choose_sensitivities(
     """The decodings of every head at each sensitivity level, chosen on all of ``readings``
     (validation articles, with their ``gold`` labels) and ``news`` (ordinary news readings),
     and the levels' cross-fitted figures (see the module doc)."""
-    table = _table(heads, readings, gold, news)
-    log(f"decoding candidates scored on {len(readings)} articles and {len(news)} news texts")
-    every_article = np.ones(len(table.articles), dtype=bool)
-    every_news = np.ones(len(table.news_ids), dtype=bool)
-    shipped = _Chooser(table, every_article, every_news).levels()
+    return choose_variant(heads, {"": (readings, news)}, gold, folds, log)
+
+
+def choose_variant(
+    heads: Sequence[str],
+    variants: Variants,
+    gold: Sequence[ptc.Label],
+    folds: int = 2,
+    log: Callable[[str], None] = lambda _: None,
+) -> SensitivityChoice:
+    """:func:`choose_sensitivities` over several readings of the same articles (an ensemble's
+    blend weights): where levels are chosen, the variant whose balanced level scores best (SI
+    F1 + FLC F1) on those articles is chosen with them, so the cross-fitted figures also pay
+    for choosing the variant."""
+    tables = {name: _table(heads, r, gold, n) for name, (r, n) in variants.items()}
+    first = next(iter(tables.values()))
+    log(
+        f"decoding candidates scored on {len(first.articles)} articles and {len(first.news_ids)} "
+        f"news texts, {len(tables)} variant(s)"
+    )
+
+    def choose(articles: NDArray[np.bool_], news: NDArray[np.bool_]) -> tuple[str, Levels]:
+        best: tuple[float, str, dict[Sensitivity, dict[str, int]]] | None = None
+        for name, table in tables.items():
+            chooser = _Chooser(table, articles, news)
+            levels = chooser.levels()
+            score = chooser.balanced_score(levels["balanced"])
+            if best is None or score > best[0] + 1e-12:
+                best = (score, name, levels)
+        assert best is not None
+        _, name, levels = best
+        return name, {level: _decodings(tables[name], levels[level]) for level in SENSITIVITIES}
+
+    variant, shipped = choose(
+        np.ones(len(first.articles), dtype=bool), np.ones(len(first.news_ids), dtype=bool)
+    )
     predictions: dict[Sensitivity, dict[str, list[ptc.Label]]] = {
         level: {"si": [], "flc": []} for level in SENSITIVITIES
     }
     shares: dict[Sensitivity, list[float]] = {level: [] for level in SENSITIVITIES}
-    article_folds = _folds(table.articles, folds)
-    news_folds = _folds(table.news_ids, folds)
+    article_folds = _folds(first.articles, folds)
+    news_folds = _folds(first.news_ids, folds)
+    fold_variants = []
     for k in range(folds):
-        fit_articles = np.array([i not in article_folds[k] for i in table.articles])
-        fit_news = np.array([i not in news_folds[k] for i in table.news_ids])
-        chosen = _Chooser(table, fit_articles, fit_news).levels()
+        fit_articles = np.array([i not in article_folds[k] for i in first.articles])
+        fit_news = np.array([i not in news_folds[k] for i in first.news_ids])
+        name, chosen = choose(fit_articles, fit_news)
+        fold_variants.append(name)
+        readings, news = variants[name]
         for level in SENSITIVITIES:
-            decodings = _decodings(table, chosen[level])
+            decodings = chosen[level]
             for article_id in sorted(article_folds[k]):
                 for head, labels in (
                     (ANY, predictions[level]["si"]),
-                    *((t, predictions[level]["flc"]) for t in table.techniques),
+                    *((t, predictions[level]["flc"]) for t in first.techniques),
                 ):
                     labels += _labels(article_id, readings[article_id], heads, head, decodings)
             for news_id in sorted(news_folds[k]):
                 spans = [
                     la
-                    for t in table.techniques
+                    for t in first.techniques
                     for la in _labels(news_id, news[news_id], heads, t, decodings)
                 ]
                 shares[level].append(flagged_share(news[news_id].doc.text, spans))
@@ -488,16 +537,14 @@ def choose_sensitivities(
             "per_technique_f1": {t: {"flc": round(p.f1, 4)} for t, p in flc.per_technique.items()},
             "news_flagged_share": round(float(np.mean(shares[level])) if shares[level] else 0.0, 4),
             "news_texts": len(shares[level]),
-            "articles": len(table.articles),
+            "articles": len(first.articles),
             "folds": folds,
         }
         log(
             f"{level} (cross-fitted): SI F1 {si.f1:.4f}, FLC F1 {flc.overall.f1:.4f}, "
             f"news flagged share {figures[level]['news_flagged_share']:.3f}"
         )
-    return SensitivityChoice(
-        {level: _decodings(table, shipped[level]) for level in SENSITIVITIES}, figures
-    )
+    return SensitivityChoice(shipped, figures, variant, fold_variants)
 
 
 def _labels(
@@ -567,6 +614,19 @@ def evaluate(
     )
 
 
+def with_tc(choice: SensitivityChoice, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The cross-fitted figures of each level with TC added from ``metrics`` (``evaluate``'s):
+    TC labels given spans, which no decoding changes."""
+    cross_fitted: dict[str, Any] = {}
+    for level, figures in choice.cross_fitted.items():
+        per_technique = {
+            t: {"tc": metrics["per_technique_f1"][t]["tc"], **f}
+            for t, f in figures["per_technique_f1"].items()
+        }
+        cross_fitted[level] = {**figures, "tc": metrics["tc"], "per_technique_f1": per_technique}
+    return cross_fitted
+
+
 def tune(
     detector: TokenTagger[Any],
     val_docs: Mapping[str, Doc],
@@ -586,14 +646,7 @@ def tune(
     detector.sensitivity = "balanced"
     detector.decodings = dict(choice.levels["balanced"])
     metrics = evaluate(detector, readings, val_gold)
-    cross_fitted: dict[str, Any] = {}
-    for level, figures in choice.cross_fitted.items():
-        per_technique = {
-            t: {"tc": metrics["per_technique_f1"][t]["tc"], **f}
-            for t, f in figures["per_technique_f1"].items()
-        }
-        cross_fitted[level] = {**figures, "tc": metrics["tc"], "per_technique_f1": per_technique}
-    return {"in_sample": metrics, "cross_fitted": cross_fitted}
+    return {"in_sample": metrics, "cross_fitted": with_tc(choice, metrics)}
 
 
 def write_levels(

@@ -48,6 +48,7 @@ from spinlens.errors import SpinlensError
 from spinlens.techniques import assemble, ptc
 from spinlens.techniques.assemble import quantize
 from spinlens.techniques.baseline import ANY, Decoding, Doc, decodings_to_json
+from spinlens.techniques.findings import CalibratedTagger
 from spinlens.techniques.taxonomy import NAMES
 from spinlens.techniques.train_baseline import choose_decodings, load_corpus
 from spinlens.techniques.transformer import (
@@ -589,7 +590,7 @@ def _span_credit(span: tuple[int, int], gold: Sequence[tuple[int, int]]) -> floa
 
 
 def calibration_data(
-    model: TransformerDetector, encoded: Mapping[str, Encoded], gold: Sequence[ptc.Label]
+    model: CalibratedTagger[Any], encoded: Mapping[str, Any], gold: Sequence[ptc.Label]
 ) -> dict[str, list[tuple[str, float, int]]]:
     """Per head, the validation spans it reports as (article, mean probability, correct?);
     correct means at least half of the span lies in gold spans of that head."""

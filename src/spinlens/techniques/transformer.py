@@ -49,7 +49,12 @@ from spinlens.techniques.decoding import (
     sensitivities_from_json,
     sigmoid,
 )
-from spinlens.techniques.findings import TokenTagger, predict_flc, predict_si, predict_tc
+from spinlens.techniques.findings import (
+    CalibratedTagger,
+    predict_flc,
+    predict_si,
+    predict_tc,
+)
 
 # The SemEval outputs live in ``findings``; the trainer imports them from here too.
 __all__ = [
@@ -216,7 +221,7 @@ def read_thresholds(path: str | Path) -> dict[str, float | None]:
     return data
 
 
-class TransformerDetector(TokenTagger[Encoded]):
+class TransformerDetector(CalibratedTagger[Encoded]):
     """Technique spans (``detect``), propaganda spans (SI) and span labels (TC) from one
     fine-tuned encoder. Load a trained model folder with :meth:`load`."""
 
@@ -290,8 +295,8 @@ class TransformerDetector(TokenTagger[Encoded]):
             self.passage_encoder: str | None = (
                 str(meta["passage_encoder"]) if self.passage_head is not None else None
             )
-            # Platt scale per head: calibrated = sigmoid(a * logit(mean probability) + b).
-            self.calibration: dict[str, tuple[float, float]] = {
+            # Platt scale per head (see CalibratedTagger).
+            self.calibration = {
                 head: (float(a), float(b)) for head, (a, b) in meta.get("calibration", {}).items()
             }
             # Which technique columns the sentence head informs (model.json may narrow them;
@@ -428,19 +433,6 @@ class TransformerDetector(TokenTagger[Encoded]):
         return (sums / np.maximum(counts, 1.0)).astype(np.float32)
 
     # --- spans -----------------------------------------------------------------------------
-
-    def calibrated(self, head: str, raw: float) -> float:
-        """Probability that a span of ``head`` with mean word probability ``raw`` is correct."""
-        a, b = self.calibration.get(head, (1.0, 0.0))
-        p = min(max(raw, 1e-6), 1 - 1e-6)
-        return 1.0 / (1.0 + math.exp(-(a * math.log(p / (1 - p)) + b)))
-
-    def span_score(self, head: str, reading: Encoded, first: int, last: int, peak: float) -> float:
-        """The calibrated mean probability of the run's content words."""
-        content = reading.doc.content
-        inside = content[(content >= first) & (content <= last)]
-        column = self.heads.index(head)
-        return self.calibrated(head, float(reading.word_probs[inside, column].mean()))
 
     def read(self, article: Article) -> tuple[list[Finding], SpanVectors]:
         """Findings, and the passage head's vectors of any spans of the article from the same
