@@ -162,8 +162,9 @@ texts (already read and sentence-split; model loading excluded), one process,
 {_speed_rows(speed)}"""
     return f"""{HEADING}
 
-Models: `{meta["name"]}` (the default detector since it beats the baseline on SI, TC and FLC
-below; see `models/minilm-ptc/MODEL_CARD.md`) and the first detector, `baseline-linear@1`, kept
+Models: `{meta["name"]}` (the `fast` tier, which beats the baseline on SI, TC and FLC below;
+see `models/minilm-ptc/MODEL_CARD.md`; the default `accurate` tier is compared with it,
+cross-fitted, in "Technique sensitivity") and the first detector, `baseline-linear@1`, kept
 as a named baseline (`--model baseline`, `--techniques-model baseline`). Written by
 `benchmarks/techniques_quality.py`.
 

@@ -15,6 +15,9 @@ a JSON file that ``benchmarks/techniques_quality.py --speed`` puts into docs/ben
     .venv-train/bin/python benchmarks/techniques_speed.py --torch --out /tmp/speed-torch.json
     .venv/bin/python benchmarks/techniques_speed.py --model models/mpnet-ptc --name accurate \
         --fp32 /tmp/mpnet-ptc-fp32.onnx
+    .venv/bin/python benchmarks/techniques_speed.py --model models/mpnet-minilm-ptc --name blend
+
+A blend (``ensemble``) runs every member over each article; its pieces are its first member's.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from spinlens.model import Article
 from spinlens.techniques import ptc
 from spinlens.techniques.detectors import load_linear
+from spinlens.techniques.ensemble import EnsembleDetector, is_ensemble
+from spinlens.techniques.findings import TokenTagger
 from spinlens.techniques.transformer import TransformerDetector, encode_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,9 +76,15 @@ def main() -> None:
     n = len(articles)
     results: dict[str, dict[str, float]] = {}
     prefix = f"{args.name}-" if args.name else ""
-    probe = TransformerDetector.load(args.model, threads=THREADS)
+    probe: TokenTagger[Any]
+    if is_ensemble(args.model):
+        probe = EnsembleDetector.load(args.model, threads=THREADS)
+        tokenizer = probe.members[0]._tokenizer
+    else:
+        probe = TransformerDetector.load(args.model, threads=THREADS)
+        tokenizer = probe._tokenizer
     # Word pieces the encoder reads (without the windows' overlap): tokens per second.
-    pieces = sum(len(encode_text(probe._tokenizer, a.text)[0]) for a in articles)
+    pieces = sum(len(encode_text(tokenizer, a.text)[0]) for a in articles)
     if args.torch:
         import torch
 

@@ -23,3 +23,7 @@ def need_shared(path: Path) -> Path:
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """No test touches the user's real SPINLENS_HOME."""
     monkeypatch.setenv("SPINLENS_HOME", str(tmp_path_factory.mktemp("spinlens-home")))
+    # The default technique model (accurate) costs about a second per article and assembles its
+    # int8 model into each fresh home (about a minute): tests run the fast tier unless they are
+    # about the default or the accurate tier, and then say so.
+    monkeypatch.setenv("SPINLENS_TECHNIQUES_MODEL", "fast")

@@ -20,7 +20,12 @@ from spinlens.techniques.cli import ptc_app
 from spinlens.techniques.decoding import ANY, SENSITIVITIES, Decoding, Doc, decode_runs
 from spinlens.techniques.detectors import load_detector, load_transformer
 from spinlens.techniques.findings import TokenReading
-from spinlens.techniques.sensitivity import NEWS_CAP, NEWS_FOLDER, choose_sensitivities
+from spinlens.techniques.sensitivity import (
+    NEWS_CAP,
+    NEWS_FOLDER,
+    choose_sensitivities,
+    choose_variant,
+)
 from spinlens.techniques.taxonomy import NAMES
 
 from .conftest import CANONICAL_EXAMPLE, EXAMPLES, REPO
@@ -120,6 +125,22 @@ def test_ordinary_news_stays_almost_unflagged_at_balanced(tier: str) -> None:
         assert np.mean(shares) < NEWS_CAP, dict(zip([p.name for p in news], shares, strict=True))
 
 
+@pytest.mark.skipif(
+    not _accurate_installed(),
+    reason="the accurate tier's base weights are not installed (make test installs them)",
+)
+def test_the_default_technique_model_is_the_accurate_blend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPINLENS_TECHNIQUES_MODEL")  # conftest pins the fast tier elsewhere
+    from spinlens import Spinlens
+
+    text = (EXAMPLES / "site-builder-blog.txt").read_text(encoding="utf-8")
+    analysis = Spinlens(narratives=False).analyze_text(text)
+    assert analysis.models["techniques"] == "mpnet-minilm-ptc@1"
+    assert analysis.techniques, "the blog's loaded language is found"
+    # Every technique carries its validation F1 at the default level, the blend's own.
+    assert sorted(analysis.model_scores.technique_f1) == sorted(NAMES)
+
+
 def test_unknown_sensitivity_and_tier_are_one_clear_error() -> None:
     with pytest.raises(SpinlensError, match="unknown sensitivity 'loud'"):
         load_detector("fast", "loud")
@@ -127,14 +148,21 @@ def test_unknown_sensitivity_and_tier_are_one_clear_error() -> None:
         load_detector("bert")
 
 
+@pytest.mark.parametrize(
+    ("missing", "says"),
+    [
+        ("mpnet-minilm-ptc", "technique model 'accurate' not found at"),
+        ("mpnet-ptc", "technique model mpnet-minilm-ptc needs"),
+    ],
+)
 def test_the_accurate_tier_gives_one_line_when_it_is_not_installed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str, says: str
 ) -> None:
-    # A models folder holding every shipped model but the accurate one.
+    # A models folder holding every shipped model but the blend, or but one of its members.
     models = tmp_path / "models"
     models.mkdir()
     for shipped in models_dir().iterdir():
-        if shipped.name != "mpnet-ptc":
+        if shipped.name != missing:
             (models / shipped.name).symlink_to(shipped)
     monkeypatch.setenv("SPINLENS_MODELS", str(models))
     load_transformer.cache_clear()  # an accurate model loaded by an earlier test is forgotten
@@ -146,7 +174,7 @@ def test_the_accurate_tier_gives_one_line_when_it_is_not_installed(
     )
     load_transformer.cache_clear()  # nothing loaded from the scratch folder outlives the test
     assert result.exit_code == 1
-    assert "technique model 'accurate' not found at" in result.output
+    assert says in result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
@@ -312,3 +340,24 @@ def test_thorough_favours_recall_but_keeps_news_under_the_cap_too() -> None:
     thorough = choice.levels["thorough"]["Loaded_Language"]
     assert thorough is not None and thorough.threshold > 0.65
     assert choice.cross_fitted["thorough"]["news_flagged_share"] <= NEWS_CAP
+
+
+def test_choosing_a_variant_picks_the_informative_readings_on_every_fold() -> None:
+    """Two readings of the same articles (as an ensemble's blend weights give): one whose
+    probabilities follow the gold spans, one that is noise. The chooser ships the first, each
+    fold picks it on the other fold, and the cross-fitted figures are those of the first."""
+    heads = ["Doubt", ANY]
+    text = "Can we trust anything this man tells us today"  # gold: the first 5 words
+    rng = np.random.default_rng(7)
+    good, noise, gold = {}, {}, []
+    for i in range(8):
+        values = [0.9] * 5 + [0.1] * 4
+        good[f"a{i}"] = _reading(text, {"Doubt": values, ANY: values}, heads)
+        random_values = list(rng.uniform(0.0, 1.0, 9))
+        noise[f"a{i}"] = _reading(text, {"Doubt": random_values, ANY: random_values}, heads)
+        gold.append(ptc.Label(f"a{i}", 0, text.index(" tells"), "Doubt"))
+    choice = choose_variant(heads, {"noise": (noise, {}), "good": (good, {})}, gold)
+    assert choice.variant == "good"
+    assert choice.fold_variants == ["good", "good"]
+    assert choice.cross_fitted["balanced"]["flc"]["f1"] > 0.95
+    assert choice.cross_fitted["balanced"]["si"]["f1"] > 0.95

@@ -1,6 +1,8 @@
 """The registry of technique detectors: the tiers a user picks by name, loaded once per process.
 
-* ``accurate``: the base-size encoder (MPNet, ``mpnet-ptc``), best findings, slowest;
+* ``accurate``: the base-size encoder (MPNet, ``mpnet-ptc``) blended with the small one
+  (``minilm-ptc``) as ``mpnet-minilm-ptc`` (see ``ensemble``): best findings, slowest; the
+  default;
 * ``fast``: a small encoder (today minilm-ptc@3, until a student distilled from ``accurate``
   replaces it), the tier for batch runs over crawls;
 * ``baseline``: the linear model, numpy only, the yardstick.
@@ -21,6 +23,7 @@ from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
 from spinlens.techniques.baseline import LinearDetector
 from spinlens.techniques.decoding import DEFAULT_SENSITIVITY
+from spinlens.techniques.ensemble import EnsembleDetector, is_ensemble
 from spinlens.techniques.findings import TokenTagger, reliability_from_meta
 from spinlens.techniques.transformer import TransformerDetector
 
@@ -33,19 +36,14 @@ class Tier:
 
 
 TIERS: dict[str, Tier] = {
-    "accurate": Tier(
-        "mpnet-ptc",
-        True,
-        "the accurate tier is not installed yet; use --model fast (or baseline)",
-    ),
+    "accurate": Tier("mpnet-minilm-ptc", True, "set SPINLENS_MODELS or reinstall spinlens"),
     "fast": Tier("minilm-ptc", True, "set SPINLENS_MODELS or reinstall spinlens"),
     "baseline": Tier("baseline-linear", False, "set SPINLENS_MODELS or reinstall spinlens"),
 }
 # Model folder names accepted for their tier (analyses made before the tiers name them so).
 ALIASES = {tier.folder: name for name, tier in TIERS.items()}
-ALIASES["minilm-ptc"] = "fast"
-# ``fast`` until the accurate model ships (issue 15 makes ``accurate`` the default then).
-DEFAULT = "fast"
+ALIASES["mpnet-ptc"] = "accurate"  # the accurate tier before it blended in minilm-ptc
+DEFAULT = "accurate"
 # What corpus runs (batch, watch) use unless told: the tier made for crawls.
 CORPUS_DEFAULT = "fast"
 # Tier names, then aliases: what --model accepts.
@@ -96,12 +94,16 @@ def load_linear(name: str = "baseline") -> LinearDetector:
 
 
 @lru_cache(maxsize=4)
-def load_transformer(name: str = "fast") -> TransformerDetector:
-    """A fine-tuned transformer detector by tier or alias, at the default sensitivity."""
+def load_transformer(name: str = "fast") -> TransformerDetector | EnsembleDetector:
+    """A fine-tuned transformer detector (or a blend of them) by tier or alias, at the default
+    sensitivity."""
     tier = tier_of(name)
     if not TIERS[tier].transformer:
         raise SpinlensError(f"technique model {name!r} is not a transformer model")
-    return TransformerDetector.load(_folder(tier))
+    folder = _folder(tier)
+    return (
+        EnsembleDetector.load(folder) if is_ensemble(folder) else TransformerDetector.load(folder)
+    )
 
 
 @lru_cache(maxsize=8)
