@@ -109,6 +109,18 @@ def _blend_note(metas: dict[str, dict[str, Any]]) -> str:
     return "".join(notes)
 
 
+def _reliability_rows(metas: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for tier, meta in metas.items():
+        for key, label in (("techniques", "technique spans"), ("ANY", "SI (any technique)")):
+            for b in meta.get("reliability", {}).get(key, []):
+                rows.append(
+                    f"| {tier} | {label} | {b['bin']} | {b['spans']} | {b['predicted']:.2f} "
+                    f"| {b['observed']:.2f} |"
+                )
+    return "\n".join(rows)
+
+
 def render(metas: dict[str, dict[str, Any]], news_count: int) -> str:
     overall = []
     for tier, meta in metas.items():
@@ -179,6 +191,15 @@ Per-technique FLC F1, cross-fitted:
 | technique | {header} |
 |---|{rule}|
 {per_technique}
+
+Reliability of the calibrated scores (a finding's score is the probability that at least half
+of its span lies in a gold span of its technique): spans of the validation articles at the
+decodings the calibration was fitted with, each half scored with the Platt scales fitted on the
+other half (2-fold cross-fitted):
+
+| model | kind | predicted bin | spans | mean predicted | observed correct |
+|---|---|---|---|---|---|
+{_reliability_rows(metas)}
 
 Shipped decodings (threshold/gap, "s3": word probabilities first averaged over 3 words):
 

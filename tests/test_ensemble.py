@@ -125,3 +125,6 @@ def test_tuning_a_blend_writes_a_model_that_loads_with_honest_figures(tmp_path: 
             fast["sensitivity_validation"][level]["tc"]["f1"], abs=1e-4
         )
     assert sorted(loaded.technique_reliability) == sorted(fast["techniques"])
+    # Calibrated scores come with their cross-fitted reliability bins.
+    bins = meta["reliability"]["techniques"]
+    assert bins and all(0.0 <= b["observed"] <= 1.0 for b in bins)

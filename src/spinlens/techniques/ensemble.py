@@ -205,7 +205,11 @@ def tune_blend(
     calibration of the balanced level's spans. Returns the model.json written."""
     from spinlens.techniques.sensitivity import choose_variant, evaluate, with_tc
     from spinlens.techniques.train_baseline import load_corpus
-    from spinlens.techniques.train_transformer import calibration_data, fit_calibration
+    from spinlens.techniques.train_transformer import (
+        calibration_data,
+        fit_calibration,
+        reliability,
+    )
 
     if len(members) != 2:
         raise ModelFileError("a blend has two members (their weight is what is tuned)")
@@ -257,8 +261,10 @@ def tune_blend(
     (out / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
     detector = EnsembleDetector(out, loaded, thresholds={})
     chosen = variants[choice.variant][0]
-    detector.calibration = fit_calibration(calibration_data(detector, chosen, gold))
+    spans = calibration_data(detector, chosen, gold)
+    detector.calibration = fit_calibration(spans)
     meta["calibration"] = {h: list(ab) for h, ab in detector.calibration.items()}
+    meta["reliability"] = reliability(spans, list(val_ids))  # cross-fitted bins
     metrics = evaluate(detector, chosen, gold)
     meta["decodings"] = decodings_to_json(choice.levels["balanced"])
     meta["sensitivity_validation"] = with_tc(choice, metrics)
