@@ -314,7 +314,8 @@ def ensemble(
     from spinlens.techniques.sensitivity import read_news
 
     with _user_errors():
-        if out.resolve().parent != member[0].resolve().parent:
+        # The blend names its members by folder name, found beside it when it loads.
+        if any(m.absolute().parent != out.absolute().parent for m in member):
             raise SpinlensError("the blend's folder must lie beside its members' folders")
         news = {i: Doc(a) for i, a in read_news().items()}
         meta = tune_blend(

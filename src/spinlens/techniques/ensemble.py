@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from spinlens.config import Settings
+from spinlens.errors import SpinlensError
 from spinlens.model import Article, Finding
 from spinlens.techniques import SpanVectors, ptc
 from spinlens.techniques.decoding import (
@@ -82,27 +83,18 @@ class EnsembleDetector(CalibratedTagger[BlendReading]):
 
     def __init__(
         self,
-        folder: str | Path,
+        meta: Mapping[str, Any],
         members: Sequence[TransformerDetector],
         *,
         thresholds: Mapping[str, float | None] | None = None,
         sensitivity: str = DEFAULT_SENSITIVITY,
     ) -> None:
-        """``members``: the loaded detectors, in the order model.json lists them."""
-        self.folder = Path(folder)
-        path = self.folder / META_FILE
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise ModelFileError(f"technique model file missing: {path}") from error
-        except ValueError as error:
-            raise ModelFileError(f"{path}: not JSON ({error})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ModelFileError(f"{path}: not a {FORMAT} model")
-        self.meta: dict[str, Any] = meta
+        """``meta``: the blend's model.json; ``members``: the loaded detectors, in the order
+        it lists them."""
+        self.meta: dict[str, Any] = dict(meta)
+        self.name: str = str(meta.get("name", "technique ensemble"))
         try:
             listed = meta["members"]
-            self.name: str = meta["name"]
             weights = [float(m["weight"]) for m in listed]
             names = [str(m["name"]) for m in listed]
             self.calibration = {
@@ -110,7 +102,7 @@ class EnsembleDetector(CalibratedTagger[BlendReading]):
             }
             levels = sensitivities_from_json(meta)
         except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{path}: malformed ensemble metadata ({error!r})") from None
+            raise ModelFileError(f"{self.name}: malformed ensemble metadata ({error!r})") from None
         found = [m.name for m in members]
         if found != names:
             raise ModelFileError(
@@ -120,7 +112,7 @@ class EnsembleDetector(CalibratedTagger[BlendReading]):
         if any(m.techniques != members[0].techniques for m in members):
             raise ModelFileError(f"{self.name}: its members detect different techniques")
         if not members or min(weights) < 0 or sum(weights) <= 0:
-            raise ModelFileError(f"{path}: the member weights must be positive")
+            raise ModelFileError(f"{self.name}: the member weights must be positive")
         self.members = list(members)
         self.weights = [w / sum(weights) for w in weights]
         self.techniques = list(members[0].techniques)
@@ -143,9 +135,12 @@ class EnsembleDetector(CalibratedTagger[BlendReading]):
         """A blend's folder; its members are loaded from the folders model.json names, beside
         it (adapters are assembled onto their base on the first load, see ``assemble``)."""
         folder = Path(folder)
+        path = folder / META_FILE
         try:
-            listed = json.loads((folder / META_FILE).read_text(encoding="utf-8"))["members"]
-            paths = [folder.parent / str(m["folder"]) for m in listed]
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise ModelFileError(f"{path}: not a {FORMAT} model")
+            paths = [folder.parent / str(m["folder"]) for m in meta["members"]]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ModelFileError(f"cannot read ensemble model in {folder}: {error}") from None
         for path in paths:
@@ -154,7 +149,7 @@ class EnsembleDetector(CalibratedTagger[BlendReading]):
                     f"technique model {folder.name} needs {path}, which is missing"
                 )
         members = [TransformerDetector.load(p, threads=threads) for p in paths]
-        return cls(folder, members, **kwargs)
+        return cls(meta, members, **kwargs)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -179,9 +174,9 @@ class EnsembleDetector(CalibratedTagger[BlendReading]):
 
     def read(self, article: Article) -> tuple[list[Finding], SpanVectors]:
         """Findings, and the passage vectors of any spans from the passage member's pass."""
-        reading = self.read_docs([Doc(article)])[0]
         if self._passage_member is None:
             raise ModelFileError(f"technique model {self.name} has no passage head")
+        reading = self.read_docs([Doc(article)])[0]
         member = self.members[self._passage_member]
         part = reading.parts[self._passage_member]
         return self.findings(reading), lambda spans: member.passage_vectors(part, spans)
@@ -212,7 +207,7 @@ def tune_blend(
     )
 
     if len(members) != 2:
-        raise ModelFileError("a blend has two members (their weight is what is tuned)")
+        raise SpinlensError("a blend has two members (their weight is what is tuned)")
     out = Path(out)
     loaded = [TransformerDetector.load(m, threads=1) for m in members]
     val_ids = _shared_split(loaded)
@@ -227,21 +222,17 @@ def tune_blend(
     log(f"members read {len(docs)} validation articles and {len(news_docs)} news texts")
 
     def readings(
-        parts: Sequence[Mapping[str, Encoded]], pair: Sequence[float], ids: Sequence[str]
+        parts: Sequence[Mapping[str, Encoded]], pair: Sequence[float]
     ) -> dict[str, BlendReading]:
         return {
             i: BlendReading(
                 parts[0][i].doc, blend([p[i] for p in parts], pair), [p[i] for p in parts]
             )
-            for i in ids
+            for i in parts[0]
         }
 
     variants = {
-        str(w): (
-            readings(val_parts, (w, 1 - w), val_ids),
-            readings(news_parts, (w, 1 - w), list(news_docs)),
-        )
-        for w in weights
+        str(w): (readings(val_parts, (w, 1 - w)), readings(news_parts, (w, 1 - w))) for w in weights
     }
     choice = choose_variant(loaded[0].heads, variants, gold, log=log)
     first = float(choice.variant)
@@ -257,9 +248,7 @@ def tune_blend(
         "calibration": {},
         "sensitivities": {level: decodings_to_json(d) for level, d in choice.levels.items()},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
-    detector = EnsembleDetector(out, loaded, thresholds={})
+    detector = EnsembleDetector(meta, loaded, thresholds={})
     chosen = variants[choice.variant][0]
     spans = calibration_data(detector, chosen, gold)
     detector.calibration = fit_calibration(spans)
@@ -275,6 +264,7 @@ def tune_blend(
         "fold_weights": [float(v) for v in choice.fold_variants],
         **metrics,
     }
+    out.mkdir(parents=True, exist_ok=True)
     (out / META_FILE).write_text(
         json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
