@@ -15,7 +15,7 @@ from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
 from spinlens.model import Article
 from spinlens.pipeline import summarize
-from spinlens.techniques import assemble, ptc
+from spinlens.techniques import assemble, ptc, sensitivity
 from spinlens.techniques.cli import ptc_app
 from spinlens.techniques.decoding import ANY, SENSITIVITIES, Decoding, Doc, decode_runs
 from spinlens.techniques.detectors import load_detector, load_transformer
@@ -92,16 +92,20 @@ def _found_on_examples(tier: str, level: str) -> set[str]:
     }
 
 
-def test_thorough_finds_nearly_every_technique_in_its_example_and_balanced_most() -> None:
-    """fast@3 is weak on whataboutism (its validation F1 says so): thorough still finds the
-    other 13 in their examples, and everything balanced finds."""
+def test_thorough_finds_more_techniques_in_their_examples_than_balanced() -> None:
+    """Thorough finds everything balanced finds in the examples written to show each technique,
+    and more. A technique it still misses is one whose decodings were never right one time in
+    ten on validation (so thorough kept balanced's): the legend shows it as weak."""
     thorough, balanced = (
         _found_on_examples("fast", "thorough"),
         _found_on_examples("fast", "balanced"),
     )
-    assert len(thorough) >= 13, sorted(set(NAMES) - thorough)
     assert len(balanced) >= 9, sorted(balanced)
-    assert balanced <= thorough
+    assert balanced < thorough
+    reliability = load_detector("fast", "thorough").technique_reliability
+    missed = set(NAMES) - thorough
+    assert len(missed) <= 4, sorted(missed)
+    assert all(reliability[t] < 0.1 for t in missed), {t: reliability[t] for t in missed}
 
 
 @pytest.mark.parametrize("tier", SHIPPED)
@@ -340,6 +344,36 @@ def test_thorough_favours_recall_but_keeps_news_under_the_cap_too() -> None:
     thorough = choice.levels["thorough"]["Loaded_Language"]
     assert thorough is not None and thorough.threshold > 0.65
     assert choice.cross_fitted["thorough"]["news_flagged_share"] <= NEWS_CAP
+
+
+def test_thorough_never_widens_a_head_to_decodings_mostly_wrong(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One article has four one-word Doubt spans (the model sure of one, 0.35 on the others);
+    ten have none, yet the model says 0.35 on four of their words. Widening to 0.35 finds every
+    gold span (the best F2) but only 4 of its 44 findings are right: thorough keeps balanced's
+    decoding, and does widen once the precision floor is lifted."""
+    heads = ["Doubt", ANY]
+    text = "alpha bravo charlie delta echo foxtrot golf hotel"
+    words = text.split()
+    sure = [0.9, 0.0, 0.35, 0.0, 0.35, 0.0, 0.35, 0.0]
+    unsure = [0.35, 0.0, 0.35, 0.0, 0.35, 0.0, 0.35, 0.0]
+    readings = {"gold": _reading(text, {"Doubt": sure, ANY: sure}, heads)}
+    readings |= {f"n{i}": _reading(text, {"Doubt": unsure, ANY: unsure}, heads) for i in range(10)}
+    gold = [ptc.Label("gold", text.index(w), text.index(w) + len(w), "Doubt") for w in words[0:8:2]]
+
+    def levels() -> tuple[Decoding, Decoding]:
+        chosen = choose_sensitivities(heads, readings, gold, {}).levels
+        balanced, thorough = chosen["balanced"]["Doubt"], chosen["thorough"]["Doubt"]
+        assert balanced is not None and thorough is not None
+        return balanced, thorough
+
+    balanced, thorough = levels()
+    assert balanced.threshold > 0.35
+    assert thorough == balanced
+    monkeypatch.setattr(sensitivity, "THOROUGH_MIN_PRECISION", 0.0)
+    balanced, thorough = levels()
+    assert thorough.threshold <= 0.35
 
 
 def test_choosing_a_variant_picks_the_informative_readings_on_every_fold() -> None:
