@@ -214,7 +214,7 @@ def test_ptc_predict_serves_si_tc_and_flc(tmp_path: Path) -> None:
 @needs_model
 def test_registry_and_report_legend_show_validation_f1() -> None:
     detector = load_detector("minilm-ptc")
-    assert detector.name == "minilm-ptc@3"
+    assert detector.name == "minilm-ptc@4"
     scores = validation_f1(detector.name)
     assert set(scores) == set(NAMES)
     assert validation_f1("no-such-model@9") == {}
@@ -239,10 +239,9 @@ def test_registry_and_report_legend_show_validation_f1() -> None:
     assert "validation F1" not in unrecorded
 
 
-def _with_sentence_head(tmp_path: Path, bias: dict[str, float], **meta: object) -> Path:
-    """A copy of minilm-ptc whose sentence head ignores the text: each technique's sentence
-    probability is sigmoid(its bias)."""
-    folder = tmp_path / "with-sentence-head"
+def _with_sentence_head(folder: Path, bias: dict[str, float], **meta: object) -> Path:
+    """A copy of minilm-ptc in ``folder`` whose sentence head ignores the text: each technique's
+    sentence probability is sigmoid(its bias)."""
     folder.mkdir()
     for item in MODEL.iterdir():
         (folder / item.name).symlink_to(item)
@@ -260,17 +259,19 @@ def _with_sentence_head(tmp_path: Path, bias: dict[str, float], **meta: object) 
     return folder
 
 
+def _word_probs(folder: Path, text: str) -> np.ndarray:
+    return TransformerDetector(folder).encode_docs([Doc(ptc.to_article(text))])[0].word_probs
+
+
 @needs_model
-def test_a_sentence_head_lifts_its_techniques_to_whole_sentences(
-    tmp_path: Path, detector: TransformerDetector
-) -> None:
-    doc = Doc(ptc.to_article(TEXT))
-    plain = detector.encode_docs([doc])[0].word_probs
+def test_a_sentence_head_lifts_its_techniques_to_whole_sentences(tmp_path: Path) -> None:
+    # The words' own probabilities: the same model with its sentence head turned off.
+    plain = _word_probs(_with_sentence_head(tmp_path / "off", {}, sentence_techniques=[]), TEXT)
     causal, loaded = NAMES.index("Causal_Oversimplification"), NAMES.index("Loaded_Language")
-    lifted_model = TransformerDetector(
-        _with_sentence_head(tmp_path, {"Causal_Oversimplification": 5.0, "Loaded_Language": 5.0})
+    lifted_folder = _with_sentence_head(
+        tmp_path / "lifted", {"Causal_Oversimplification": 5.0, "Loaded_Language": 5.0}
     )
-    lifted = lifted_model.encode_docs([doc])[0].word_probs
+    lifted = _word_probs(lifted_folder, TEXT)
     # Every word of every sentence reaches the sentence's probability for a sentence technique,
     # and no word goes down.
     assert lifted[:, causal].min() >= 0.99
@@ -278,17 +279,17 @@ def test_a_sentence_head_lifts_its_techniques_to_whole_sentences(
     # Loaded language is a word-level technique: the sentence head leaves it alone.
     assert np.allclose(lifted[:, loaded], plain[:, loaded])
     # The findings show it: causal oversimplification covering whole sentences.
-    spans = [f for f in lifted_model.detect(ptc.to_article(TEXT)) if f.technique == NAMES[causal]]
+    detector = TransformerDetector(lifted_folder)
+    spans = [f for f in detector.detect(ptc.to_article(TEXT)) if f.technique == NAMES[causal]]
     assert any(len(f.text.split()) >= 8 for f in spans)
 
 
 @needs_model
-def test_model_json_can_turn_the_sentence_head_off(
-    tmp_path: Path, detector: TransformerDetector
-) -> None:
-    doc = Doc(ptc.to_article(TEXT))
-    folder = _with_sentence_head(
-        tmp_path, {"Causal_Oversimplification": 5.0}, sentence_techniques=[]
-    )
-    off = TransformerDetector(folder).encode_docs([doc])[0].word_probs
-    assert np.allclose(off, detector.encode_docs([doc])[0].word_probs)
+def test_model_json_can_turn_the_sentence_head_off(tmp_path: Path) -> None:
+    """With no sentence techniques listed, what the sentence head says changes nothing."""
+    sure = {"Causal_Oversimplification": 5.0}
+    off_sure = _word_probs(_with_sentence_head(tmp_path / "a", sure, sentence_techniques=[]), TEXT)
+    off_unsure = _word_probs(_with_sentence_head(tmp_path / "b", {}, sentence_techniques=[]), TEXT)
+    on_sure = _word_probs(_with_sentence_head(tmp_path / "c", sure), TEXT)
+    assert np.allclose(off_sure, off_unsure)
+    assert not np.allclose(on_sure, off_sure)

@@ -3,8 +3,8 @@
 * ``accurate``: the base-size encoder (MPNet, ``mpnet-ptc``) blended with the small one
   (``minilm-ptc``) as ``mpnet-minilm-ptc`` (see ``ensemble``): best findings, slowest; the
   default;
-* ``fast``: a small encoder (today minilm-ptc@3, until a student distilled from ``accurate``
-  replaces it), the tier for batch runs over crawls;
+* ``fast``: a small encoder (minilm-ptc@4, a MiniLM student distilled from ``accurate``'s
+  members), the tier for batch runs over crawls;
 * ``baseline``: the linear model, numpy only, the yardstick.
 
 A model folder's name (``minilm-ptc``, ``baseline-linear``, ``mpnet-ptc``) still works as an alias
@@ -109,7 +109,7 @@ def load_transformer(name: str = "fast") -> TransformerDetector | EnsembleDetect
 @lru_cache(maxsize=8)
 def validation_f1(model_name: str, sensitivity: str = DEFAULT_SENSITIVITY) -> dict[str, float]:
     """Per-technique validation F1 (task FLC: span and technique right) of the model that
-    analyses name as ``model_name`` (e.g. ``minilm-ptc@3``); empty when the model is unknown.
+    analyses name as ``model_name`` (e.g. ``minilm-ptc@4``); empty when the model is unknown.
     A loaded detector has the same as ``technique_reliability``."""
     for tier in TIERS.values():
         try:

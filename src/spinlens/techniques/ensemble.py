@@ -242,7 +242,7 @@ def tune_blend(
         "name": f"{out.name}@{release}",
         "members": [
             {"folder": Path(m).name, "name": d.name, "weight": w}
-            for m, d, w in zip(members, loaded, (first, 1 - first), strict=True)
+            for m, d, w in zip(members, loaded, (first, round(1 - first, 6)), strict=True)
         ],
         "techniques": loaded[0].techniques,
         "calibration": {},
