@@ -133,7 +133,15 @@ def render(
     )
     config = meta["config"]
     self_training = ""
-    if config.get("teachers") or config.get("teacher"):
+    teachers = config.get("teachers") or []
+    if len(teachers) > 1:
+        names = ", ".join(f"`{Path(t).name}`" for t in teachers)
+        self_training = (
+            f"; distilled from {len(teachers)} teachers trained on the same split ({names}): "
+            "the mean of their soft labels on the unlabelled PTC dev and test texts, learnt "
+            "beside the gold ones (the model card has the details)"
+        )
+    elif teachers or config.get("teacher"):
         rounds, link = 1, meta  # model.json keeps each teacher's record inside its student's
         while "teacher" in link:
             rounds, link = rounds + 1, link["teacher"]
