@@ -175,7 +175,7 @@ decoding per head (threshold of word probability, gap, smoothing) chosen on vali
   that floor (until 2026-12-07), the accurate tier's Repetition ran at a precision of 0.03 and
   put 16 Repetition findings, each scored 0.02 or less, on the canonical example; the floor
   raised thorough's own cross-fitted F2 (accurate 0.231 to 0.266, fast 0.232 to 0.260, MPNet
-  alone 0.170 to 0.247; the baseline's went from 0.191 to 0.177) and cut its news flagged
+  alone 0.169 to 0.247; the baseline's went from 0.191 to 0.177) and cut its news flagged
   share (accurate 0.034 to 0.002).
 
 **Method.** The 74 validation articles of `ptc.validation_split(share=0.2, seed=13)` (the
