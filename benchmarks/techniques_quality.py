@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ from spinlens.techniques.taxonomy import NAMES
 from spinlens.techniques.train_baseline import load_corpus
 from spinlens.techniques.train_transformer import choose_transformer_decodings, evaluate
 from spinlens.techniques.transformer import Encoded, TransformerDetector, encode_all, predict_si
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_section import reliability_rows, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Technique detection"
@@ -120,12 +124,7 @@ def render(
         f"| {_threshold(meta, name)} |"
         for name in NAMES
     )
-    reliability = "\n".join(
-        f"| {'SI (any technique)' if key == ANY else 'technique spans'} | {b['bin']} "
-        f"| {b['spans']} | {b['predicted']:.2f} | {b['observed']:.2f} |"
-        for key, bins in meta["reliability"].items()
-        for b in bins
-    )
+    reliability = reliability_rows(meta["reliability"])
     history = "\n".join(
         f"| {h['epoch']} | {h['token_loss']:.4f} | {h['span_loss']:.3f} "
         f"| {h['validation_si_f1']:.3f} | {h['validation_tc_f1']:.3f} | {h['train_seconds']} |"
@@ -232,23 +231,6 @@ fp32 graph is about 4x larger and is not shipped.
 """
 
 
-def update_section(doc: Path, section: str) -> None:
-    """Replace the "## Technique detection" section (up to the next "## ") or append it."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == HEADING), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(new, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ptc")
@@ -270,7 +252,7 @@ def main() -> None:
             )
     speed = json.loads(args.speed.read_text("utf-8")) if args.speed else None
     size_mb = (args.model / "model.onnx").stat().st_size / 1e6
-    update_section(args.doc, render(meta, base, int8, fp32, speed, size_mb))
+    write_section(render(meta, base, int8, fp32, speed, size_mb), args.doc)
     print(f"wrote {args.doc}")
 
 

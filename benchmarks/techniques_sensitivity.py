@@ -46,7 +46,7 @@ from spinlens.techniques.train_baseline import load_corpus, recompute_sensitivit
 from spinlens.techniques.transformer import META_FILE, TransformerDetector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_section import write_section  # noqa: E402
+from docs_section import reliability_rows, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Technique sensitivity"
@@ -110,18 +110,6 @@ def _blend_note(metas: dict[str, dict[str, Any]]) -> str:
     return "".join(notes)
 
 
-def _reliability_rows(metas: dict[str, dict[str, Any]]) -> str:
-    rows = []
-    for tier, meta in metas.items():
-        for key, label in (("techniques", "technique spans"), ("ANY", "SI (any technique)")):
-            for b in meta.get("reliability", {}).get(key, []):
-                rows.append(
-                    f"| {tier} | {label} | {b['bin']} | {b['spans']} | {b['predicted']:.2f} "
-                    f"| {b['observed']:.2f} |"
-                )
-    return "\n".join(rows)
-
-
 def render(metas: dict[str, dict[str, Any]], news_count: int) -> str:
     overall = []
     for tier, meta in metas.items():
@@ -154,6 +142,11 @@ def render(metas: dict[str, dict[str, Any]], news_count: int) -> str:
         )
         + " |"
         for name in [*NAMES, "ANY"]
+    )
+    reliability = "\n".join(
+        rows
+        for tier, meta in metas.items()
+        if (rows := reliability_rows(meta.get("reliability", {}), f"| {tier} "))
     )
     return f"""{HEADING}
 
@@ -206,7 +199,7 @@ other half (2-fold cross-fitted):
 
 | model | kind | predicted bin | spans | mean predicted | observed correct |
 |---|---|---|---|---|---|
-{_reliability_rows(metas)}
+{reliability}
 
 Shipped decodings (threshold/gap, "s3": word probabilities first averaged over 3 words):
 

@@ -231,8 +231,11 @@ def tune_blend(
             for i in parts[0]
         }
 
+    def pair(first: float) -> tuple[float, float]:
+        return first, round(1 - first, 6)  # 0.3, not 0.30000000000000004, in model.json
+
     variants = {
-        str(w): (readings(val_parts, (w, 1 - w)), readings(news_parts, (w, 1 - w))) for w in weights
+        str(w): (readings(val_parts, pair(w)), readings(news_parts, pair(w))) for w in weights
     }
     choice = choose_variant(loaded[0].heads, variants, gold, log=log)
     first = float(choice.variant)
@@ -242,7 +245,7 @@ def tune_blend(
         "name": f"{out.name}@{release}",
         "members": [
             {"folder": Path(m).name, "name": d.name, "weight": w}
-            for m, d, w in zip(members, loaded, (first, round(1 - first, 6)), strict=True)
+            for m, d, w in zip(members, loaded, pair(first), strict=True)
         ],
         "techniques": loaded[0].techniques,
         "calibration": {},

@@ -260,11 +260,16 @@ def _table(
 # --- choosing ------------------------------------------------------------------------------
 
 
-def _fbeta(sums: NDArray[np.float64], beta: float) -> NDArray[np.float64]:
-    """F-beta of the scorer's P/R from summed (prec_sum, n_pred, rec_sum, n_gold), last axis."""
-    precision = np.divide(
+def _precision(sums: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The scorer's precision from summed (prec_sum, n_pred, rec_sum, n_gold), last axis."""
+    return np.divide(
         sums[..., 0], sums[..., 1], out=np.zeros(sums.shape[:-1]), where=sums[..., 1] > 0
     )
+
+
+def _fbeta(sums: NDArray[np.float64], beta: float) -> NDArray[np.float64]:
+    """F-beta of the scorer's P/R from summed (prec_sum, n_pred, rec_sum, n_gold), last axis."""
+    precision = _precision(sums)
     recall = np.divide(
         sums[..., 2], sums[..., 3], out=np.zeros(sums.shape[:-1]), where=sums[..., 3] > 0
     )
@@ -422,9 +427,7 @@ class _Chooser:
     def _precise_enough(self, head: str, anchor: int) -> NDArray[np.bool_]:
         """Candidates of ``head`` at least :data:`THOROUGH_MIN_PRECISION` precise, and
         ``anchor`` whatever its precision (thorough never flags less than balanced)."""
-        prec_sum, n_pred = self.sums[head][:, 0], self.sums[head][:, 1]
-        precise = np.divide(prec_sum, n_pred, out=np.zeros_like(prec_sum), where=n_pred > 0)
-        ok = precise >= THOROUGH_MIN_PRECISION
+        ok = _precision(self.sums[head]) >= THOROUGH_MIN_PRECISION
         ok[anchor] = True
         return ok
 
