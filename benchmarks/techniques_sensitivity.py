@@ -91,6 +91,17 @@ def _decoding(decoding: dict[str, Any] | None) -> str:
     return text + (" s3" if decoding.get("smooth", 1) > 1 else "")
 
 
+def _tc_note(metas: dict[str, dict[str, Any]]) -> str:
+    """TC without and with the article-context correction, for the models that have it."""
+    pairs = [
+        f"{tier} {meta['tc_context']['validation']['tc_without']:.3f} to "
+        f"{meta['tc_context']['validation']['tc_cross_fitted']:.3f}"
+        for tier, meta in metas.items()
+        if "tc_context" in meta
+    ]
+    return f" It moves TC micro-F1 from {', '.join(pairs)}." if pairs else ""
+
+
 def _blend_note(metas: dict[str, dict[str, Any]]) -> str:
     """How a blend's weight was chosen, for the tiers that are blends."""
     notes = []
@@ -178,9 +189,11 @@ those 297, as its training did) and {news_count} ordinary English news items we 
 health, courts, ...). **Cross-fitted**: the articles and the news items are each split in two
 halves; each half is decoded with the levels chosen on the other half, and the figures below are
 those of the halves so decoded (nothing is scored with choices made on it). The shipped levels
-are then chosen on all of them. TC labels given spans and does not depend on the level. "news
-flagged" is the mean share of a news item's characters inside some finding (as the reports'
-"flagged share").{_blend_note(metas)}
+are then chosen on all of them. TC labels given spans and does not depend on the level; where
+a model has the correction for article context (`techniques.tc_context`: a span whose phrase
+the article already used leans to Repetition), its TC is cross-fitted the same way.{_tc_note(metas)}
+"news flagged" is the mean share of a news item's characters inside some finding (as the
+reports' "flagged share").{_blend_note(metas)}
 
 | model | level | SI F1 | TC micro-F1 | FLC F1 (P / R) | news flagged |
 |---|---|---|---|---|---|

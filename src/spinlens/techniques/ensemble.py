@@ -117,6 +117,10 @@ class EnsembleDetector(CalibratedTagger[BlendReading]):
         self.weights = [w / sum(weights) for w in weights]
         self.techniques = list(members[0].techniques)
         self.heads = [*self.techniques, ANY]
+        try:
+            self._use_tc_context()  # releases 1 and 2 have none
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{self.name}: malformed ensemble metadata ({error!r})") from None
         # Narrative matching reuses the pass of the first member with a passage head.
         self._passage_member = next(
             (i for i, m in enumerate(members) if m.passage_head is not None), None
@@ -160,17 +164,15 @@ class EnsembleDetector(CalibratedTagger[BlendReading]):
             for doc, *parts in zip(docs, *per_member, strict=True)
         ]
 
-    def classify_reading(
+    def tc_distributions(
         self, reading: BlendReading, spans: Sequence[tuple[int, int]]
-    ) -> list[dict[str, float]]:
-        """The members' technique distributions of each span, averaged with the weights."""
-        if not spans:
-            return []
+    ) -> NDArray[np.float64]:
+        """The members' span distributions (each before any correction of its own), averaged
+        with the weights."""
         rows = np.zeros((len(spans), len(self.techniques)))
         for member, weight, part in zip(self.members, self.weights, reading.parts, strict=True):
-            for row, distribution in zip(rows, member.classify_reading(part, spans), strict=True):
-                row += weight * np.array([distribution[t] for t in self.techniques])
-        return [{self.techniques[i]: float(row[i]) for i in np.argsort(-row)} for row in rows]
+            rows += weight * member.tc_distributions(part, spans)
+        return rows
 
     def read(self, article: Article) -> tuple[list[Finding], SpanVectors]:
         """Findings, and the passage vectors of any spans from the passage member's pass."""
@@ -197,8 +199,15 @@ def tune_blend(
     """Write the blend of two member folders (trained on the same split of the PTC training
     articles in ``data``) to ``out``/model.json: the first member's weight (among ``weights``)
     with the sensitivity levels, by cross-fitting (``sensitivity.choose_variant``), then the
-    calibration of the balanced level's spans. Returns the model.json written."""
-    from spinlens.techniques.sensitivity import choose_variant, evaluate, with_tc
+    calibration of the balanced level's spans and the TC correction for article context
+    (``tc_context``; its TC figures are cross-fitted). Returns the model.json written."""
+    from spinlens.techniques.sensitivity import (
+        choose_variant,
+        cross_fitted_tc,
+        evaluate,
+        fit_tc_context,
+        with_tc,
+    )
     from spinlens.techniques.train_baseline import load_corpus
     from spinlens.techniques.train_transformer import (
         calibration_data,
@@ -257,7 +266,8 @@ def tune_blend(
     detector.calibration = fit_calibration(spans)
     meta["calibration"] = {h: list(ab) for h, ab in detector.calibration.items()}
     meta["reliability"] = reliability(spans, list(val_ids))  # cross-fitted bins
-    metrics = evaluate(detector, chosen, gold)
+    meta["tc_context"], tc = fit_tc_context(detector, chosen, gold, log)
+    metrics = cross_fitted_tc(evaluate(detector, chosen, gold), tc)
     meta["decodings"] = decodings_to_json(choice.levels["balanced"])
     meta["sensitivity_validation"] = with_tc(choice, metrics)
     meta["validation"] = {

@@ -31,6 +31,7 @@ from spinlens.techniques.decoding import (
     decode_runs,
 )
 from spinlens.techniques.ptc import Label, label_template
+from spinlens.techniques.tc_context import TcContext
 
 
 class Reading(Protocol):
@@ -71,6 +72,9 @@ class TokenTagger(Generic[R]):
     sensitivity: Sensitivity
     decodings: Decodings
     _overrides: dict[str, float | None]
+    # Task TC's correction for where else in the article a span's phrase occurs (see
+    # ``tc_context``); None: the span distributions are reported as they are.
+    tc_context: TcContext | None = None
 
     def _use_levels(
         self, sensitivities: Mapping[Sensitivity, Decodings], level: str = DEFAULT_SENSITIVITY
@@ -80,17 +84,39 @@ class TokenTagger(Generic[R]):
         self.decodings = dict(self.sensitivities[self.sensitivity])
         self._overrides = {}
 
+    def _use_tc_context(self) -> None:
+        """The TC correction ``self.meta`` holds, if any (after ``techniques`` is set). Raises
+        KeyError, TypeError or ValueError on a malformed one."""
+        stored = self.meta.get("tc_context")
+        self.tc_context = None if stored is None else TcContext.from_json(stored, self.techniques)
+
     # --- what each detector supplies ---------------------------------------------------------
 
     def read_docs(self, docs: Sequence[Doc]) -> list[R]:
         """One pass of the model over these articles."""
         raise NotImplementedError
 
+    def tc_distributions(self, reading: R, spans: Sequence[tuple[int, int]]) -> NDArray[np.float64]:
+        """Each span's distribution over the techniques (spans x techniques), before the
+        article-context correction."""
+        raise NotImplementedError
+
+    # --- task TC ---------------------------------------------------------------------------
+
     def classify_reading(
         self, reading: R, spans: Sequence[tuple[int, int]]
     ) -> list[dict[str, float]]:
-        """Probability of each technique for each given span, highest first (task TC)."""
-        raise NotImplementedError
+        """Probability of each technique for each given span, highest first (task TC): the
+        detector's distributions, corrected for the spans' article context when the model has
+        that correction."""
+        if any(not 0 <= s < e <= len(reading.doc.text) for s, e in spans):
+            raise SpinlensError("span offsets are outside the article text")
+        if not spans:
+            return []
+        rows = self.tc_distributions(reading, spans)
+        if self.tc_context is not None:
+            rows = self.tc_context.adjust(rows, reading.doc.text, spans)
+        return [{self.techniques[i]: float(row[i]) for i in np.argsort(-row)} for row in rows]
 
     def span_score(self, head: str, reading: R, first: int, last: int, peak: float) -> float:
         """The score of a run of words ``first..last`` of ``head`` (``peak``: its highest

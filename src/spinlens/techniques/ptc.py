@@ -61,6 +61,10 @@ class PRF:
     recall: float
     f1: float
 
+    def rounded(self) -> dict[str, float]:
+        """As model cards and benchmarks record it: four decimals."""
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
 
 @dataclass(frozen=True)
 class Score:
@@ -374,14 +378,10 @@ def validation_figures(
     """A model's figures as model cards and benchmarks record them: SI, TC (labelling the gold
     spans), FLC, and per technique."""
     si_score, tc_score, flc_score = score_si(gold, si), score_tc(gold, tc), score_flc(gold, flc)
-
-    def prf(p: PRF) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(p).items()}
-
     return {
-        "si": prf(si_score.overall),
-        "tc": prf(tc_score.overall),
-        "flc": prf(flc_score.overall),
+        "si": si_score.overall.rounded(),
+        "tc": tc_score.overall.rounded(),
+        "flc": flc_score.overall.rounded(),
         "per_technique_f1": {
             name: {
                 "tc": round(tc_score.per_technique[name].f1, 4),

@@ -58,6 +58,7 @@ from spinlens.techniques.findings import (
     predict_si,
     predict_tc,
 )
+from spinlens.techniques.tc_context import choose_context
 
 THRESHOLDS = (
     0.02,
@@ -554,8 +555,8 @@ def choose_variant(
         si = ptc.score_si(gold, predictions[level]["si"]).overall
         flc = ptc.score_flc(gold, predictions[level]["flc"])
         figures[level] = {
-            "si": _prf(si),
-            "flc": _prf(flc.overall),
+            "si": si.rounded(),
+            "flc": flc.overall.rounded(),
             "per_technique_f1": {t: {"flc": round(p.f1, 4)} for t, p in flc.per_technique.items()},
             "news_flagged_share": round(float(np.mean(shares[level])) if shares[level] else 0.0, 4),
             "news_texts": len(shares[level]),
@@ -592,10 +593,6 @@ def flagged_share(text: str, spans: Sequence[ptc.Label]) -> float:
     for la in spans:
         covered[la.start : la.end] = True
     return float(covered.mean())
-
-
-def _prf(p: ptc.PRF) -> dict[str, float]:
-    return {"precision": round(p.precision, 4), "recall": round(p.recall, 4), "f1": round(p.f1, 4)}
 
 
 def choose_decodings(
@@ -636,6 +633,46 @@ def evaluate(
     )
 
 
+def fit_tc_context(
+    detector: TokenTagger[Any],
+    readings: Mapping[str, Any],
+    gold: Sequence[ptc.Label],
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[dict[str, Any], ptc.Score]:
+    """Fit ``detector``'s TC correction for article context on these validation readings and
+    set it (see ``tc_context``). Returns its model.json record and the cross-fitted TC score,
+    which is the TC figure to report (:func:`cross_fitted_tc`)."""
+    context, plain, crossed = choose_context(
+        detector.techniques,
+        {i: r.doc.text for i, r in readings.items()},
+        gold,
+        lambda i, spans: detector.tc_distributions(readings[i], spans),
+    )
+    detector.tc_context = context
+    without, with_context = ptc.score_tc(gold, plain), ptc.score_tc(gold, crossed)
+    log(
+        f"TC micro-F1 {without.overall.f1:.4f}, with the article-context correction "
+        f"{with_context.overall.f1:.4f} (cross-fitted)"
+    )
+    record = {
+        **context.to_json(detector.techniques),
+        "validation": {
+            "tc_without": round(without.overall.f1, 4),
+            "tc_cross_fitted": round(with_context.overall.f1, 4),
+        },
+    }
+    return record, with_context
+
+
+def cross_fitted_tc(metrics: dict[str, Any], tc: ptc.Score) -> dict[str, Any]:
+    """``metrics`` (``evaluate``'s) with its TC figures replaced by ``tc``: the correction was
+    fitted on these articles, so their in-sample TC would overstate it."""
+    metrics["tc"] = tc.overall.rounded()
+    for technique, figures in metrics["per_technique_f1"].items():
+        figures["tc"] = round(tc.per_technique[technique].f1, 4)
+    return metrics
+
+
 def with_tc(choice: SensitivityChoice, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The cross-fitted figures of each level with TC added from ``metrics`` (``evaluate``'s):
     TC labels given spans, which no decoding changes."""
@@ -657,9 +694,10 @@ def tune(
     log: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Choose ``detector``'s sensitivity levels on validation articles it was not trained on
-    and on ordinary news, set them on it (balanced in use), and return the record a model.json
-    keeps: ``cross_fitted`` figures per level (TC, which no decoding changes, included) and the
-    ``in_sample`` figures of balanced."""
+    and on ordinary news, set them on it (balanced in use), fit its TC correction for article
+    context, and return the record a model.json keeps: ``cross_fitted`` figures per level (TC,
+    which no decoding changes, included), the ``in_sample`` figures of balanced (but TC
+    cross-fitted) and the ``tc_context``."""
     readings = detector.read_all(val_docs)
     choice = choose_sensitivities(
         detector.heads, readings, val_gold, detector.read_all(news_docs), log=log
@@ -667,8 +705,13 @@ def tune(
     detector.sensitivities = choice.levels
     detector.sensitivity = "balanced"
     detector.decodings = dict(choice.levels["balanced"])
-    metrics = evaluate(detector, readings, val_gold)
-    return {"in_sample": metrics, "cross_fitted": with_tc(choice, metrics)}
+    context, tc = fit_tc_context(detector, readings, val_gold, log)
+    metrics = cross_fitted_tc(evaluate(detector, readings, val_gold), tc)
+    return {
+        "in_sample": metrics,
+        "cross_fitted": with_tc(choice, metrics),
+        "tc_context": context,
+    }
 
 
 def write_levels(
@@ -676,10 +719,11 @@ def write_levels(
 ) -> None:
     """Store the detector's levels and ``record`` (from :func:`tune`) in its model.json:
     ``sensitivities``, ``decodings`` (balanced's, for readers that predate the levels),
-    ``sensitivity_validation`` (the cross-fitted figures) and balanced's in-sample figures in
-    ``validation``. Nothing else in the model changes."""
+    ``sensitivity_validation`` (the cross-fitted figures), balanced's in-sample figures in
+    ``validation`` and the ``tc_context``. Nothing else in the model changes."""
     path = Path(meta_file)
     meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["tc_context"] = record["tc_context"]
     meta["sensitivities"] = sensitivities_to_json(detector.sensitivities)
     meta["decodings"] = decodings_to_json(detector.sensitivities["balanced"])
     meta["sensitivity_validation"] = record["cross_fitted"]

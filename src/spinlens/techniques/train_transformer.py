@@ -734,9 +734,9 @@ def fit_temperature(
         model.tc_temperature = temperature
         loss, n = 0.0, 0
         for i, labels in by_article.items():
-            probs = model.classify_encoded(encoded[i], [(la.start, la.end) for la in labels])
+            probs = model.tc_distributions(encoded[i], [(la.start, la.end) for la in labels])
             for la, p in zip(labels, probs, strict=True):
-                loss -= math.log(max(p[la.technique or ""], 1e-9))
+                loss -= math.log(max(float(p[model.techniques.index(la.technique or "")]), 1e-9))
                 n += 1
         if loss / max(n, 1) < best_loss:
             best, best_loss = temperature, loss / max(n, 1)

@@ -55,6 +55,7 @@ from spinlens.techniques.findings import (
     predict_si,
     predict_tc,
 )
+from spinlens.techniques.tc_context import recurrence
 
 # The SemEval outputs live in ``findings``; the trainer imports them from here too.
 __all__ = [
@@ -148,8 +149,7 @@ def span_extras(
     phrase recurs in the whole article, whether it is in the title line; with version 2 also
     the share of its content words found elsewhere in the article, how often they are (mean,
     log), whether the phrase already occurred before it and where in the article it stands."""
-    phrase = words.lower[start:end].strip()
-    repeats = words.lower.count(phrase) if phrase else 0
+    repeats, earlier = recurrence(words.lower, start, end)
     in_title = 1.0 if "\n" not in text[:start] else 0.0
     extras = [math.log1p(n_pieces), math.log1p(max(0, repeats - 1)), in_title]
     if version < 2:
@@ -159,8 +159,7 @@ def span_extras(
     elsewhere = [max(0, words.counts[w] - n) for w, n in inside.items() for _ in range(n)]
     found = sum(1 for n in elsewhere if n > 0) / len(elsewhere) if elsewhere else 0.0
     mean_count = math.log1p(sum(elsewhere) / len(elsewhere)) if elsewhere else 0.0
-    earlier = 1.0 if phrase and 0 <= words.lower.find(phrase) < start else 0.0
-    return [*extras, found, mean_count, earlier, start / max(1, len(text))]
+    return [*extras, found, mean_count, float(earlier), start / max(1, len(text))]
 
 
 def span_vector(
@@ -308,6 +307,7 @@ class TransformerDetector(CalibratedTagger[Encoded]):
                 else []
             )
             levels = sensitivities_from_json(meta)
+            self._use_tc_context()
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{paths[1]}: malformed model metadata ({error!r})") from None
         self._use_levels(levels, sensitivity)
@@ -440,23 +440,13 @@ class TransformerDetector(CalibratedTagger[Encoded]):
         encoded = self.encode_docs([Doc(article)])[0]
         return self.findings(encoded), lambda spans: self.passage_vectors(encoded, spans)
 
-    def classify_reading(
-        self, reading: Encoded, spans: Sequence[tuple[int, int]]
-    ) -> list[dict[str, float]]:
-        return self.classify_encoded(reading, spans)
-
-    def classify_encoded(
+    def tc_distributions(
         self, encoded: Encoded, spans: Sequence[tuple[int, int]]
-    ) -> list[dict[str, float]]:
-        """Probability of each technique for each given span, highest first."""
+    ) -> NDArray[np.float64]:
+        """The span head's distribution of each span (spans x techniques)."""
         text = encoded.doc.text
-        if any(not 0 <= s < e <= len(text) for s, e in spans):
-            raise SpinlensError("span offsets are outside the article text")
-        if not spans:
-            return []
-        if len(encoded.offsets) == 0:
-            uniform = 1.0 / len(self.techniques)
-            return [dict.fromkeys(self.techniques, uniform) for _ in spans]
+        if not spans or len(encoded.offsets) == 0:
+            return np.full((len(spans), len(self.techniques)), 1.0 / len(self.techniques))
         rows = []
         words = ArticleWords.of(text)
         for start, end in spans:
@@ -468,9 +458,8 @@ class TransformerDetector(CalibratedTagger[Encoded]):
             )
         logits = (np.stack(rows) @ self.tc_weights + self.tc_bias) / self.tc_temperature
         logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        return [{self.techniques[i]: float(row[i]) for i in np.argsort(-row)} for row in probs]
+        probs = np.exp(logits).astype(np.float64)
+        return probs / probs.sum(axis=1, keepdims=True)
 
     def passage_vectors(
         self, encoded: Encoded, spans: Sequence[tuple[int, int]]
