@@ -52,9 +52,9 @@ def test_context_features_count_where_else_the_phrase_occurs() -> None:
     lied = text.index("lied")
     rows = context_features(text, [(first, first + 14), (second, second + 14), (lied, lied + 4)])
     assert rows.shape == (3, len(FEATURES))
-    assert rows[0].tolist() == pytest.approx([np.log(2), 0.0, 1.0])  # said again later
-    assert rows[1].tolist() == pytest.approx([np.log(2), 1.0, 1.0])  # said before
-    assert rows[2].tolist() == pytest.approx([0.0, 0.0, 1.0])  # said once
+    assert rows[0].tolist() == pytest.approx([np.log(2), 0.0])  # said again later
+    assert rows[1].tolist() == pytest.approx([np.log(2), 1.0])  # said before
+    assert rows[2].tolist() == pytest.approx([0.0, 0.0])  # said once
 
 
 def test_the_correction_learns_that_repeated_phrases_are_repetition() -> None:
@@ -76,7 +76,7 @@ def test_a_malformed_correction_is_rejected() -> None:
     context, _, _ = choose_context(NAMES, texts, gold, _leaning_to_loaded)
     stored = context.to_json(NAMES)
     with pytest.raises(ValueError, match="features"):
-        TcContext.from_json({**stored, "features": ["bias"]}, NAMES)
+        TcContext.from_json({**stored, "features": ["log_repeats", "earlier", "bias"]}, NAMES)
     with pytest.raises(KeyError):
         TcContext.from_json({**stored, "weights": {}}, NAMES)
 
