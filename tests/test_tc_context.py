@@ -39,6 +39,11 @@ def _articles(n: int) -> tuple[dict[str, str], list[ptc.Label]]:
     return texts, gold
 
 
+def _halves(texts: dict[str, str]) -> list[set[str]]:
+    ids = sorted(texts)
+    return [set(ids[0::2]), set(ids[1::2])]
+
+
 def _leaning_to_loaded(article_id: str, spans: list[tuple[int, int]]) -> np.ndarray:
     """A detector that cannot tell: Loaded language 0.4, Repetition 0.3, the rest shared."""
     row = np.full(len(NAMES), 0.3 / (len(NAMES) - 2))
@@ -59,7 +64,7 @@ def test_context_features_count_where_else_the_phrase_occurs() -> None:
 
 def test_the_correction_learns_that_repeated_phrases_are_repetition() -> None:
     texts, gold = _articles(40)
-    context, plain, crossed = choose_context(NAMES, texts, gold, _leaning_to_loaded)
+    context, plain, crossed = choose_context(NAMES, texts, gold, _leaning_to_loaded, _halves(texts))
     # Without it every span is Loaded language: right for the 3 of 5 spans per article that are.
     assert ptc.score_tc(gold, plain).overall.f1 == pytest.approx(0.6)
     # Cross-fitted (each half labelled by a correction fitted on the other half), the spans
@@ -73,7 +78,7 @@ def test_the_correction_learns_that_repeated_phrases_are_repetition() -> None:
 
 def test_a_malformed_correction_is_rejected() -> None:
     texts, gold = _articles(4)
-    context, _, _ = choose_context(NAMES, texts, gold, _leaning_to_loaded)
+    context, _, _ = choose_context(NAMES, texts, gold, _leaning_to_loaded, _halves(texts))
     stored = context.to_json(NAMES)
     with pytest.raises(ValueError, match="features"):
         TcContext.from_json({**stored, "features": ["log_repeats", "earlier", "bias"]}, NAMES)

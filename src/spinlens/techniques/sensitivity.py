@@ -647,6 +647,7 @@ def fit_tc_context(
         {i: r.doc.text for i, r in readings.items()},
         gold,
         lambda i, spans: detector.tc_distributions(readings[i], spans),
+        _folds(sorted(readings), 2),  # the halves the levels are cross-fitted on
     )
     detector.tc_context = context
     without, with_context = ptc.score_tc(gold, plain), ptc.score_tc(gold, crossed)

@@ -25,7 +25,7 @@ techniques stay within 0.02.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,29 +130,27 @@ def choose_context(
     texts: Mapping[str, str],
     gold: Sequence[ptc.Label],
     distributions: Callable[[str, list[tuple[int, int]]], NDArray[np.float64]],
-    folds: int = 2,
+    folds: Sequence[Collection[str]],
 ) -> tuple[TcContext, list[ptc.Label], list[ptc.Label]]:
     """The correction fitted on all the ``gold`` spans of ``texts`` (what ships), and two TC
-    predictions of those spans: without the correction, and cross-fitted (each fold labelled
-    with a correction fitted on the others). ``distributions(article_id, spans)`` gives the
-    detector's uncorrected distributions (spans × techniques)."""
+    predictions of those spans: without the correction, and cross-fitted (the articles of each
+    of ``folds`` labelled with a correction fitted on the others). ``distributions(article_id,
+    spans)`` gives the detector's uncorrected distributions (spans × techniques)."""
     articles = sorted(texts)
-    by_article = {
-        i: [(la.start, la.end, la.technique or "") for la in gold if la.article_id == i]
-        for i in articles
-    }
-    spans = {i: sorted({(s, e) for s, e, _ in labels}) for i, labels in by_article.items()}
+    by_article = ptc.spans_by_article(gold)
+    spans = {i: sorted({(la.start, la.end) for la in by_article.get(i, [])}) for i in articles}
+    row_of = {i: {span: k for k, span in enumerate(spans[i])} for i in articles}
     probs = {i: distributions(i, spans[i]) for i in articles}
     features = {i: context_features(texts[i], spans[i]) for i in articles}
 
-    def training_rows(ids: Sequence[str]) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    def training_rows(ids: Collection[str]) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
         p, f, y = [], [], []
         for i in ids:
-            row = {span: k for k, span in enumerate(spans[i])}
-            for s, e, technique in by_article[i]:
-                p.append(probs[i][row[(s, e)]])
-                f.append(features[i][row[(s, e)]])
-                y.append(list(techniques).index(technique))
+            for la in by_article.get(i, []):
+                row = row_of[i][(la.start, la.end)]
+                p.append(probs[i][row])
+                f.append(features[i][row])
+                y.append(list(techniques).index(la.technique or ""))
         return (
             np.array(p).reshape(-1, len(techniques)),
             np.array(f).reshape(-1, len(FEATURES)),
@@ -164,15 +162,13 @@ def choose_context(
             ptc.tc_template(gold),
             articles,
             lambda i, asked: [
-                [techniques[k] for k in np.argsort(-rankings[i][spans[i].index(span)])]
-                for span in asked
+                [techniques[k] for k in np.argsort(-rankings[i][row_of[i][span]])] for span in asked
             ],
         )
 
     shipped = fit(*training_rows(articles))
     crossed: dict[str, NDArray[np.float64]] = {}
-    for k in range(folds):
-        held = articles[k::folds]
+    for held in folds:
         context = fit(*training_rows([i for i in articles if i not in held]))
         for i in held:
             crossed[i] = context.adjust(probs[i], texts[i], spans[i])
