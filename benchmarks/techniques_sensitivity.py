@@ -92,12 +92,14 @@ def _decoding(decoding: dict[str, Any] | None) -> str:
 
 
 def _tc_note(metas: dict[str, dict[str, Any]]) -> str:
-    """TC without and with the article-context correction, for the models that have it."""
+    """TC without and with the article-context correction, for the models that fitted one
+    (a correction that does not raise the cross-fitted TC is not kept)."""
     pairs = [
         f"{tier} {meta['tc_context']['validation']['tc_without']:.3f} to "
         f"{meta['tc_context']['validation']['tc_cross_fitted']:.3f}"
+        + ("" if meta["tc_context"].get("kept", True) else " (so it is not kept)")
         for tier, meta in metas.items()
-        if "tc_context" in meta
+        if meta.get("tc_context")
     ]
     return f" It moves TC micro-F1 from {', '.join(pairs)}." if pairs else ""
 

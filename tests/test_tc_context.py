@@ -4,6 +4,8 @@ spans it was not fitted on."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from spinlens.techniques import ptc
 from spinlens.techniques.decoding import Doc
 from spinlens.techniques.detectors import load_detector
 from spinlens.techniques.ptc import NAMES
+from spinlens.techniques.sensitivity import fit_tc_context
 from spinlens.techniques.tc_context import FEATURES, TcContext, choose_context, context_features
 
 from .conftest import accurate_installed
@@ -74,6 +77,38 @@ def test_the_correction_learns_that_repeated_phrases_are_repetition() -> None:
     # What ships round-trips through model.json.
     stored = context.to_json(NAMES)
     assert np.allclose(TcContext.from_json(stored, NAMES).weights, context.weights, atol=1e-4)
+
+
+class _KnowsEveryLabel:
+    """A detector whose TC is already right on every span: a correction can only hurt it."""
+
+    techniques = NAMES
+    tc_context: TcContext | None = None
+
+    def __init__(self, gold: list[ptc.Label]) -> None:
+        self.labels = {(la.article_id, la.start, la.end): la.technique for la in gold}
+
+    def tc_distributions(self, reading: SimpleNamespace, spans: list[tuple[int, int]]):
+        rows = np.full((len(spans), len(NAMES)), 0.01)
+        for row, (start, end) in enumerate(spans):
+            rows[row, NAMES.index(self.labels[(reading.article_id, start, end)])] = 0.9
+        return rows
+
+
+def test_a_correction_that_does_not_help_on_held_out_articles_is_not_kept() -> None:
+    texts, gold = _articles(20)
+    readings = {
+        i: SimpleNamespace(article_id=i, doc=SimpleNamespace(text=t)) for i, t in texts.items()
+    }
+    detector = _KnowsEveryLabel(gold)
+    detector.tc_context = TcContext(np.ones((len(FEATURES), len(NAMES))))  # an older one
+    record, tc = fit_tc_context(detector, readings, gold)  # type: ignore[arg-type]
+    assert record["kept"] is False
+    assert detector.tc_context is None
+    assert tc.overall.f1 == pytest.approx(1.0)  # the detector's own figure is the one reported
+    # Its model.json keeps the record of why, and loading it applies no correction.
+    assert load_detector("baseline").meta["tc_context"]["kept"] is False
+    assert load_detector("baseline").tc_context is None
 
 
 def test_a_malformed_correction_is_rejected() -> None:

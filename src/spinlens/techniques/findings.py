@@ -85,10 +85,14 @@ class TokenTagger(Generic[R]):
         self._overrides = {}
 
     def _use_tc_context(self) -> None:
-        """The TC correction ``self.meta`` holds, if any (after ``techniques`` is set). Raises
-        KeyError, TypeError or ValueError on a malformed one."""
+        """The TC correction ``self.meta`` holds, if any and kept (after ``techniques`` is set;
+        one fitted but not kept only records why). Raises KeyError, TypeError or ValueError on
+        a malformed one."""
         stored = self.meta.get("tc_context")
-        self.tc_context = None if stored is None else TcContext.from_json(stored, self.techniques)
+        if stored is None or (isinstance(stored, dict) and stored.get("kept") is False):
+            self.tc_context = None
+        else:
+            self.tc_context = TcContext.from_json(stored, self.techniques)
 
     # --- what each detector supplies ---------------------------------------------------------
 
