@@ -201,8 +201,8 @@ def test_smoothing_carries_a_weak_word_between_confident_ones() -> None:
 
 
 def test_a_peak_keeps_confident_runs_whole_and_drops_weak_ones() -> None:
-    doc = Doc(Article(text="They are lying greedy thieves and they know it", language="en"))
-    # "lying greedy thieves" has a confident core; "know it" only hovers over the threshold.
+    doc = Doc(Article(text="They are lying greedy thieves and they know lies", language="en"))
+    # "lying greedy thieves" has a confident core; "know lies" only hovers over the threshold.
     probs = np.array([0.1, 0.1, 0.5, 0.45, 0.9, 0.1, 0.1, 0.45, 0.45], dtype=np.float32)
     runs = decode_runs(doc, probs, Decoding(0.4, 0))
     assert [(a, b) for a, b, _ in runs] == [(2, 4), (7, 8)]
@@ -217,3 +217,24 @@ def test_a_run_of_function_words_alone_is_no_finding() -> None:
     assert decode_runs(doc, lone, Decoding(0.5, 0)) == []
     carried = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.1, 0.1], dtype=np.float32)
     assert [(a, b) for a, b, _ in decode_runs(doc, carried, Decoding(0.5, 0))] == [(5, 6)]
+
+
+def test_a_span_ends_its_phrase_rather_than_on_a_function_word() -> None:
+    def spans(text: str, confident: set[str]) -> list[str]:
+        doc = Doc(Article(text=text, language="en"))
+        probs = np.array([0.9 if t.text in confident else 0.1 for t in doc.tokens], np.float32)
+        runs = decode_runs(doc, probs, Decoding(0.5, 0))
+        return [text[doc.tokens[a].start : doc.tokens[b].end] for a, b, _ in runs]
+
+    text = "The country could plunge into chaos, he said of the “hotheads” of."
+    # "into" runs on to the word that completes it; "said of" cannot reach one over function
+    # words alone and is cut back; "of" before the stop is cut back to the closing quote.
+    assert spans(text, {"could", "plunge", "into", "said", "of", "hotheads", "”"}) == [
+        "could plunge into chaos",
+        "said",
+        "hotheads”",
+    ]
+    # A completed phrase that reaches the next run joins it.
+    assert spans("They plunge into the abyss again.", {"plunge", "into", "abyss"}) == [
+        "plunge into the abyss"
+    ]

@@ -131,7 +131,7 @@ def test_the_default_technique_model_is_the_accurate_blend(monkeypatch: pytest.M
 
     text = (EXAMPLES / "site-builder-blog.txt").read_text(encoding="utf-8")
     analysis = Spinlens(narratives=False).analyze_text(text)
-    assert analysis.models["techniques"] == "mpnet-minilm-ptc@4"
+    assert analysis.models["techniques"].startswith("mpnet-minilm-ptc@")  # named with its release
     assert analysis.techniques, "the blog's loaded language is found"
     # Every technique carries its validation F1 at the default level, the blend's own.
     assert sorted(analysis.model_scores.technique_f1) == sorted(NAMES)

@@ -214,7 +214,7 @@ def test_ptc_predict_serves_si_tc_and_flc(tmp_path: Path) -> None:
 @needs_model
 def test_registry_and_report_legend_show_validation_f1() -> None:
     detector = load_detector("minilm-ptc")
-    assert detector.name == "minilm-ptc@4"
+    assert detector.name.startswith("minilm-ptc@")
     scores = validation_f1(detector.name)
     assert set(scores) == set(NAMES)
     assert validation_f1("no-such-model@9") == {}
