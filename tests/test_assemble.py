@@ -67,6 +67,7 @@ def _shipped_model(tmp_path: Path) -> tuple[Path, Path]:
     base_dir = tmp_path / "base"
     base_dir.mkdir()
     save_file(BASE, str(base_dir / "model.safetensors"))
+    (base_dir / assemble.TOKENIZER_FILE).write_text('{"model": "the base\'s"}', encoding="utf-8")
     return model_dir, base_dir
 
 
@@ -132,6 +133,35 @@ def test_a_cached_model_is_reused_and_a_corrupt_one_rebuilt(tmp_path: Path) -> N
     again = assemble.assembled_model(model_dir, cache, base_folder=base_dir)
     x = RNG.normal(size=(2, 16)).astype(np.float32)
     assert _run(again, x).shape == (2, 3)
+    # The model ships no tokenizer: the base's lies beside the assembled graph, and a cache
+    # that lost it is built again.
+    tokenizer = again.parent / assemble.TOKENIZER_FILE
+    assert tokenizer.read_text(encoding="utf-8") == '{"model": "the base\'s"}'
+    assert not (model_dir / assemble.TOKENIZER_FILE).exists()
+    tokenizer.unlink()
+    assemble.assembled_model(model_dir, cache, base_folder=base_dir)
+    assert tokenizer.is_file()
+
+
+def test_two_processes_assembling_at_once_both_get_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch workers or server processes that start together all assemble on first use; the
+    one that finishes second keeps the first one's model instead of failing."""
+    model_dir, base_dir = _shipped_model(tmp_path)
+    cache = tmp_path / "cache"
+    quantize, calls = assemble.quantize, []
+
+    def racing_quantize(fp32: Path, int8: Path) -> None:
+        calls.append(int8)
+        if len(calls) == 1:  # while this one quantises, another finishes first
+            assemble.assembled_model(model_dir, cache, base_folder=base_dir)
+        quantize(fp32, int8)
+
+    monkeypatch.setattr(assemble, "quantize", racing_quantize)
+    model = assemble.assembled_model(model_dir, cache, base_folder=base_dir)
+    assert len(calls) == 2
+    assert _run(model, RNG.normal(size=(2, 16)).astype(np.float32)).shape == (2, 3)
 
 
 def test_a_missing_base_says_how_to_install_it(tmp_path: Path) -> None:

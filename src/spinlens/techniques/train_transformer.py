@@ -1235,6 +1235,7 @@ def package_adapters(out: Path, fp32: Path, weights: Path) -> tuple[dict[str, An
     if skeleton_mb > 5:
         raise SpinlensError(f"the skeleton keeps {skeleton_mb:.0f} MB of weights the base lacks")
     (out / MODEL_FILE).unlink(missing_ok=True)  # the whole model is not shipped
+    (out / TOKENIZER_FILE).unlink(missing_ok=True)  # nor the base's tokenizer
     return record, assemble.assembled_model(out, home() / "cache", base_folder=weights)
 
 

@@ -240,6 +240,10 @@ class TransformerDetector(CalibratedTagger[Encoded]):
 
         self.folder = Path(folder)
         paths = [self.folder / f for f in (model_file, META_FILE, HEADS_FILE, TOKENIZER_FILE)]
+        if not paths[3].is_file() and session is None:
+            # A model assembled onto its base ships no tokenizer: the base's lies beside the
+            # assembled graph (``assemble.assembled_model``).
+            paths[3] = paths[0].parent / TOKENIZER_FILE
         for path in paths[1:] if session is not None else paths:
             if not path.is_file():
                 raise ModelFileError(f"technique model file missing: {path}")
