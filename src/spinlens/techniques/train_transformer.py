@@ -836,7 +836,7 @@ def prepare_data(
     corpus = load_corpus(data_dir)
     train_ids, val_ids = ptc.validation_split(corpus.articles, config.validation_share, config.seed)
     log(f"{len(train_ids)} training and {len(val_ids)} validation articles (seed {config.seed})")
-    tokenizer = Tokenizer.from_file(str(weights / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(weights / TOKENIZER_FILE))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     cls_id, sep_id = special_ids(tokenizer)
@@ -1102,7 +1102,7 @@ def train(
     import torch
 
     weights = weights or default_weights()
-    if not (weights / "tokenizer.json").is_file():
+    if not (weights / TOKENIZER_FILE).is_file():
         raise SpinlensError(f"no tokenizer.json in base weights folder {weights}")
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -1112,7 +1112,7 @@ def train(
     data = prepare_data(data_dir, weights, config, log)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights / "tokenizer.json", out / TOKENIZER_FILE)
+    shutil.copyfile(weights / TOKENIZER_FILE, out / TOKENIZER_FILE)
     passage_dim = data.passage_encoder.dim if data.passage_encoder else 0
     model = build_model(
         weights, len(data.heads), len(NAMES), passage_dim, config.lora_rank, config.lora_alpha
